@@ -1,0 +1,105 @@
+//! Plumbing that every chapter shares and no chapter teaches.
+//!
+//! The chapters differ in how they move messages; they do not differ in how they find a port,
+//! print where they listen, set up logging, notice Ctrl+C or serve the browser page. Keeping those
+//! here means `diff -r chapters/NN chapters/MM` shows only what a chapter teaches.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{future::Future, io, process::ExitCode};
+
+use axum::response::Html;
+use tokio::net::TcpListener;
+
+/// The browser page, one file for every chapter (no CDN, no build step).
+const PAGE: &str = include_str!("page.html");
+
+/// The page served at `GET /`, with its header naming the chapter that serves it.
+pub fn page(chapter: &str) -> Html<String> {
+    Html(PAGE.replace("{{chapter}}", chapter))
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: `info`, which shows connects and
+/// disconnects but not every message).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `try_init` fails only if a subscriber is already set (e.g. a test set one): not our problem.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+/// What every chapter's `main` does: log to stderr, bind `addr`, print the line scripts wait for
+/// (`listening on http://IP:PORT`, with the real port), then run the chapter's server.
+///
+/// A user's mistake (an address in use, a host that does not resolve) is one line on stderr and
+/// exit code 1, never a panic.
+pub async fn run<F, Fut>(addr: &str, serve: F) -> ExitCode
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = io::Result<()>>,
+{
+    init_tracing();
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(err) => {
+            eprintln!("error: cannot read the bound address: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Stdout is line-buffered, so the line is out before the first connection is accepted.
+    println!("listening on http://{local}");
+    match serve(listener).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(%err, "server stopped with an error");
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl+C (SIGINT) or SIGTERM, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl+C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

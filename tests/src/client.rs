@@ -1,0 +1,215 @@
+//! A WebSocket client for the tests, built on `tokio-tungstenite` (the same tungstenite axum
+//! uses), whose every wait is bounded and whose failures say which client saw what.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{
+        self, Message,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
+};
+
+use crate::{QUIET, WAIT};
+
+/// One connected WebSocket client.
+pub struct Client {
+    name: String,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client saw instead of a data message.
+#[derive(Debug)]
+pub enum Ending {
+    /// A Close frame, with its code and reason if it had one.
+    Close(Option<(u16, String)>),
+    /// The stream ended (or failed) without a Close frame.
+    Gone(String),
+}
+
+impl Client {
+    /// Opens a WebSocket to `url` (within [`WAIT`]).
+    pub async fn connect(url: &str, name: &str) -> Client {
+        let (ws, _response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no WebSocket handshake with {url} within {WAIT:?}"))
+            .unwrap_or_else(|err| panic!("{name}: WebSocket handshake with {url} failed: {err}"));
+        Client {
+            name: name.to_string(),
+            ws,
+        }
+    }
+
+    /// Tries to open a WebSocket; `Err` says why it could not.
+    pub async fn try_connect(url: &str, name: &str) -> Result<Client, tungstenite::Error> {
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await {
+            Ok(Ok((ws, _))) => Ok(Client {
+                name: name.to_string(),
+                ws,
+            }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => {
+                panic!("{name}: no answer to the WebSocket handshake with {url} within {WAIT:?}")
+            }
+        }
+    }
+
+    /// This client's name, as failure messages use it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends one message (within [`WAIT`]).
+    pub async fn send(&mut self, message: Message) {
+        let name = &self.name;
+        tokio::time::timeout(WAIT, self.ws.send(message))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: sending took longer than {WAIT:?}"))
+            .unwrap_or_else(|err| panic!("{name}: sending failed: {err}"));
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) {
+        self.send(Message::text(text)).await;
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.send(Message::binary(bytes.to_vec())).await;
+    }
+
+    /// Sends a Close frame with `code` and `reason`.
+    pub async fn send_close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        self.send(Message::Close(Some(frame))).await;
+    }
+
+    /// The next frame of any kind, pings and pongs included; `None` when the stream has ended.
+    /// Fails if nothing arrives within `limit`.
+    pub async fn next_frame_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<Result<Message, tungstenite::Error>> {
+        let name = &self.name;
+        tokio::time::timeout(limit, self.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: nothing arrived within {limit:?}"))
+    }
+
+    /// The next text or binary message, skipping pings and pongs. Fails if none arrives within
+    /// [`WAIT`] or the connection ends first.
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            match self.next_frame_within(WAIT).await {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => return message,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(frame))) => {
+                    panic!("{}: expected a message, got Close {frame:?}", self.name)
+                }
+                Some(Err(err)) => panic!(
+                    "{}: expected a message, the connection failed: {err}",
+                    self.name
+                ),
+                None => panic!("{}: expected a message, the connection ended", self.name),
+            }
+        }
+    }
+
+    /// Receives a message and asserts it is the text `expected`.
+    pub async fn expect_text(&mut self, expected: &str) {
+        match self.recv().await {
+            Message::Text(text) => assert_eq!(
+                text.as_str(),
+                expected,
+                "{}: wrong text received",
+                self.name
+            ),
+            other => panic!(
+                "{}: expected the text {expected:?}, got {other:?}",
+                self.name
+            ),
+        }
+    }
+
+    /// Receives a message and asserts it is binary with exactly `expected` bytes.
+    pub async fn expect_binary(&mut self, expected: &[u8]) {
+        match self.recv().await {
+            Message::Binary(bytes) => {
+                assert!(
+                    bytes.as_ref() == expected,
+                    "{}: wrong binary received ({} bytes, expected {})",
+                    self.name,
+                    bytes.len(),
+                    expected.len()
+                )
+            }
+            other => panic!(
+                "{}: expected {} binary bytes, got {other:?}",
+                self.name,
+                expected.len()
+            ),
+        }
+    }
+
+    /// Asserts that no text or binary message arrives for [`QUIET`] (pings are fine).
+    pub async fn expect_silence(&mut self) {
+        let name = self.name.clone();
+        let deadline = tokio::time::Instant::now() + QUIET;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(message))) => panic!("{name}: expected nothing, received {message:?}"),
+                Ok(Some(Err(err))) => {
+                    panic!("{name}: expected nothing, the connection failed: {err}")
+                }
+                Ok(None) => panic!("{name}: expected nothing, the connection ended"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends (within [`WAIT`]), skipping data messages, pings and
+    /// pongs, and says how it ended.
+    pub async fn expect_end(&mut self) -> Ending {
+        let name = self.name.clone();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("{name}: the connection did not end within {WAIT:?}"),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Ending::Close(
+                        frame.map(|frame| (u16::from(frame.code), frame.reason.to_string())),
+                    );
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(err))) => return Ending::Gone(err.to_string()),
+                Ok(None) => return Ending::Gone("the stream ended".to_string()),
+            }
+        }
+    }
+
+    /// Reads until a Close frame and asserts its code is `code`.
+    pub async fn expect_close_code(&mut self, code: u16) {
+        match self.expect_end().await {
+            Ending::Close(Some((got, reason))) => {
+                assert_eq!(
+                    got, code,
+                    "{}: wrong close code (reason {reason:?})",
+                    self.name
+                )
+            }
+            other => panic!("{}: expected Close {code}, got {other:?}", self.name),
+        }
+    }
+
+    /// The underlying stream, for scenarios that need more than the helpers above.
+    pub fn stream(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        &mut self.ws
+    }
+}

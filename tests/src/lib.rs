@@ -1,0 +1,235 @@
+//! The stage test suites of Fan-out, and the clients they drive servers with.
+//!
+//! A *scenario* is one behaviour of one stage, written once here as an `async fn` that takes a
+//! [`Target`]: the server under test. Each chapter crate (and each workshop exercise) has a
+//! `tests/stage.rs` that names its target with [`target!`] and the suites it must pass, and hands
+//! them to [`run`], which reports them like `cargo test` does. Because the scenarios live here,
+//! an exercise is checked by exactly the tests that check its chapter.
+//!
+//! Every scenario talks to a real server over loopback on a port the OS picks, and every wait in
+//! it is bounded (see [`WAIT`]), so a broken server fails a test instead of hanging it.
+
+use std::{
+    future::Future,
+    io,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use futures_util::FutureExt;
+use tokio::net::TcpListener;
+
+pub mod client;
+pub mod http;
+pub mod process;
+pub mod server;
+
+pub mod contract;
+pub mod echo;
+
+pub use client::Client;
+pub use process::ServerProcess;
+pub use server::TestServer;
+
+/// How long a scenario waits for something that should happen (a reply, a close, a line).
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a scenario watches for something that should *not* happen (an echo to the sender).
+pub const QUIET: Duration = Duration::from_millis(300);
+/// No scenario runs longer than this, whatever it waits for.
+pub const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
+
+/// A boxed future, as the function pointers below need.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Starts a chapter's server on `listener` with the given command-line flags (as the binary
+/// would parse them), until `shutdown` resolves.
+pub type Launch = fn(TcpListener, Vec<String>, BoxFuture<()>) -> BoxFuture<io::Result<()>>;
+
+/// The server under test: a chapter crate or an exercise crate.
+#[derive(Clone, Copy)]
+pub struct Target {
+    /// The chapter's name as its page shows it, e.g. `03-broker`.
+    pub chapter: &'static str,
+    /// The Cargo package, e.g. `ch03-broker`.
+    pub package: &'static str,
+    /// The built binary, for scenarios about the process itself (flags, signals, exit codes).
+    /// `None` when only the library is at hand; those scenarios are then skipped.
+    pub bin: Option<&'static str>,
+    /// Runs the library's `serve` in this process.
+    pub launch: Launch,
+}
+
+/// Names a chapter (or exercise) crate as a [`Target`]. Use it in the crate's own integration
+/// test, where Cargo sets `CARGO_BIN_EXE_<package>`:
+///
+/// ```ignore
+/// stage_tests::target!(ch01_echo, "ch01-echo")
+/// ```
+///
+/// The crate must expose `CHAPTER`, a `Config` that parses the chapter's flags with clap, and
+/// `serve(listener, config, shutdown)`. `target!(crate_name, "package", library_only)` leaves the
+/// binary out, for callers outside the crate.
+#[macro_export]
+macro_rules! target {
+    ($krate:ident, $package:literal) => {
+        $crate::Target {
+            bin: Some(env!(concat!("CARGO_BIN_EXE_", $package))),
+            ..$crate::target!($krate, $package, library_only)
+        }
+    };
+    ($krate:ident, $package:literal, library_only) => {
+        $crate::Target {
+            chapter: $krate::CHAPTER,
+            package: $package,
+            bin: None,
+            launch: |listener, flags, shutdown| {
+                Box::pin(async move {
+                    let args = std::iter::once(String::from($package)).chain(flags);
+                    let config =
+                        <$krate::Config as $crate::__private::clap::Parser>::try_parse_from(args)
+                            .map_err(|err| {
+                            std::io::Error::new(std::io::ErrorKind::InvalidInput, err.to_string())
+                        })?;
+                    $krate::serve(listener, config, shutdown).await
+                })
+            },
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use clap;
+}
+
+/// One behaviour of one stage.
+#[derive(Clone, Copy)]
+pub struct Scenario {
+    /// The suite it belongs to, e.g. `echo`.
+    pub suite: &'static str,
+    /// What it proves, as a function name, e.g. `echoes_text_as_text`.
+    pub name: &'static str,
+    /// Whether it needs the built binary (it is skipped where there is none).
+    pub needs_binary: bool,
+    /// The scenario itself. It fails by panicking, as tests do.
+    pub run: fn(Target) -> BoxFuture<()>,
+}
+
+/// Lists a module's scenarios: `scenarios![a, b, @binary c]`, where `@binary` marks a scenario
+/// that drives the built binary rather than the library.
+#[macro_export]
+macro_rules! scenarios {
+    (@needs_binary) => { false };
+    (@needs_binary binary) => { true };
+    ($($(@$binary:ident)? $name:ident),* $(,)?) => {
+        &[$($crate::Scenario {
+            suite: $crate::__suite_name(module_path!()),
+            name: stringify!($name),
+            needs_binary: $crate::scenarios!(@needs_binary $($binary)?),
+            run: |target| Box::pin($name(target)),
+        }),*]
+    };
+}
+
+#[doc(hidden)]
+pub const fn __suite_name(module_path: &'static str) -> &'static str {
+    // `stage_tests::echo` -> `echo`: the last path segment.
+    let bytes = module_path.as_bytes();
+    let mut start = bytes.len();
+    while start > 0 && bytes[start - 1] != b':' {
+        start -= 1;
+    }
+    let (_, last) = bytes.split_at(start);
+    match std::str::from_utf8(last) {
+        Ok(name) => name,
+        Err(_) => module_path,
+    }
+}
+
+/// Runs one scenario against `target` on a fresh runtime, within [`SCENARIO_LIMIT`].
+/// `Err` carries the failure message.
+pub fn run_scenario(scenario: &Scenario, target: Target) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot build a tokio runtime: {err}"))?;
+    let outcome = runtime.block_on(async {
+        let scenario_future = AssertUnwindSafe((scenario.run)(target)).catch_unwind();
+        tokio::time::timeout(SCENARIO_LIMIT, scenario_future).await
+    });
+    // Leave tasks the server spawned behind without waiting for them.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(panic)) => Err(panic_message(panic.as_ref())),
+        Err(_) => Err(format!("the scenario took longer than {SCENARIO_LIMIT:?}")),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_string()
+    } else {
+        "the scenario panicked".to_string()
+    }
+}
+
+/// The `main` of a `tests/stage.rs` (with `harness = false`): runs every scenario of `suites`
+/// against `target` and reports like `cargo test`, filters and `--list` included.
+pub fn run(target: Target, suites: &[&[Scenario]]) -> ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    let trials = suites
+        .iter()
+        .flat_map(|suite| suite.iter())
+        .map(|scenario| {
+            let scenario = *scenario;
+            let name = format!("{}::{}", scenario.suite, scenario.name);
+            let skipped = scenario.needs_binary && target.bin.is_none();
+            libtest_mimic::Trial::test(name, move || {
+                run_scenario(&scenario, target).map_err(libtest_mimic::Failed::from)
+            })
+            .with_ignored_flag(skipped)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// What happened to one scenario in [`check`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `suite::name`.
+    pub name: String,
+    /// `Err` with the failure message, or `Ok`.
+    pub result: Result<(), String>,
+    /// How long it ran.
+    pub took: Duration,
+}
+
+/// Runs `suites` against `target` quietly, one scenario after another, and returns what happened
+/// (scenarios that need a binary are left out when `target` has none). With `stop_at_failure`,
+/// stops after the first failure: enough to prove that a workshop starter does not pass.
+pub fn check(target: Target, suites: &[&[Scenario]], stop_at_failure: bool) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for scenario in suites.iter().flat_map(|suite| suite.iter()) {
+        if scenario.needs_binary && target.bin.is_none() {
+            continue;
+        }
+        let started = Instant::now();
+        let result = run_scenario(scenario, target);
+        let failed = result.is_err();
+        outcomes.push(Outcome {
+            name: format!("{}::{}", scenario.suite, scenario.name),
+            result,
+            took: started.elapsed(),
+        });
+        if failed && stop_at_failure {
+            break;
+        }
+    }
+    outcomes
+}

@@ -1,0 +1,141 @@
+//! A chapter's binary run as a child process, for what only a process shows: its flags, the
+//! `listening on` line, its exit code after a signal, what it writes to stderr.
+
+use std::{
+    net::SocketAddr,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    process::{Child, Command},
+};
+
+use crate::WAIT;
+
+/// A running server process, killed when dropped.
+pub struct ServerProcess {
+    /// Where it said it listens.
+    pub addr: SocketAddr,
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `bin --addr 127.0.0.1:0 <flags>` and waits (at most [`WAIT`]) for its
+    /// `listening on http://IP:PORT` line.
+    pub async fn start(bin: &str, flags: &[&str]) -> ServerProcess {
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {bin}: {err}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            tokio::spawn(collect(pipe, Arc::clone(&stderr)));
+        }
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{bin} printed no line within {WAIT:?}"))
+            .expect("reading the child's stdout")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{bin} closed stdout without printing a line; stderr: {}",
+                    snapshot(&stderr)
+                )
+            });
+        let addr = first
+            .strip_prefix("listening on http://")
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on http://IP:PORT`, got {first:?}"));
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess {
+            addr,
+            child,
+            stderr,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is still running")
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("a pid fits in i32"));
+        nix::sys::signal::kill(pid, signal)
+            .unwrap_or_else(|err| panic!("cannot send {signal}: {err}"));
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let stderr = Arc::clone(&self.stderr);
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not exit within {limit:?}; stderr so far:\n{}",
+                    snapshot(&stderr)
+                )
+            })
+            .expect("waiting for the server process")
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        snapshot(&self.stderr)
+    }
+}
+
+async fn collect(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<String>>) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut text = into.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        text.push_str(&line);
+        text.push('\n');
+    }
+}
+
+fn snapshot(text: &Arc<Mutex<String>>) -> String {
+    text.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `bin args…` to completion (at most [`WAIT`]), for flags that end the program at once.
+pub async fn run_to_end(bin: &str, args: &[&str]) -> Finished {
+    let output = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WAIT, output)
+        .await
+        .unwrap_or_else(|_| panic!("`{bin} {}` did not finish within {WAIT:?}", args.join(" ")))
+        .unwrap_or_else(|err| panic!("cannot run {bin}: {err}"));
+    Finished {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
