@@ -11,7 +11,7 @@
     clippy::indexing_slicing
 )]
 
-use std::{future::Future, io, process::ExitCode};
+use std::{future::Future, io, process::ExitCode, time::Duration};
 
 use axum::response::Html;
 use tokio::net::TcpListener;
@@ -22,6 +22,16 @@ const PAGE: &str = include_str!("page.html");
 /// The page served at `GET /`, with its header naming the chapter that serves it.
 pub fn page(chapter: &str) -> Html<String> {
     Html(PAGE.replace("{{chapter}}", chapter))
+}
+
+/// Parses a flag like `30s`, `200ms` or `1m 30s` into a duration greater than zero (a zero
+/// interval or timeout is always a mistake, and `tokio::time::interval` would panic on it).
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(duration)
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: `info`, which shows connects and

@@ -28,6 +28,7 @@ pub mod server;
 
 pub mod contract;
 pub mod echo;
+pub mod heartbeat;
 
 pub use client::Client;
 pub use process::ServerProcess;
