@@ -10,10 +10,12 @@ use crate::{Client, Target, TestServer, WAIT, process, scenarios};
 
 pub const SCENARIOS: &[crate::Scenario] = scenarios![
     pings_a_silent_client_every_interval,
-    keeps_echoing_between_pings,
     @binary ping_interval_defaults_to_thirty_seconds,
     @binary ping_interval_must_be_a_positive_duration,
 ];
+
+/// For the chapters that echo (02): echo and heartbeat side by side.
+pub const WITH_ECHO: &[crate::Scenario] = scenarios![keeps_echoing_between_pings];
 
 const INTERVAL: &str = "200ms";
 const INTERVAL_MS: u64 = 200;

@@ -8,6 +8,7 @@ fn main() -> std::process::ExitCode {
             stage_tests::contract::SCENARIOS,
             stage_tests::echo::SCENARIOS,
             stage_tests::heartbeat::SCENARIOS,
+            stage_tests::heartbeat::WITH_ECHO,
         ],
     )
 }
