@@ -1,0 +1,284 @@
+// Every chapter's server with a real browser on both ends: the page at `/` is opened in two
+// browser contexts (two independent users), one of them types, and each test says what both
+// should see. What a chapter is expected to do comes from its number and e2e/chapters.json.
+//
+// Screenshots land in e2e/output/<chapter>--<scenario>.png (both tabs side by side where two
+// are involved), and <…>--FAILED.png when a scenario fails.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { chapters } from "../lib/chapters.mjs";
+import {
+  launch,
+  logTexts,
+  newTab,
+  openChapterPage,
+  pasteAndEnter,
+  screenshot,
+  screenshotSideBySide,
+  statusText,
+  typeAndEnter,
+  waitForLogEntry,
+  waitForState,
+} from "../lib/browser.mjs";
+import { ChapterServer } from "../lib/server.mjs";
+
+/** Per scenario, including starting the server and the browser contexts. */
+const SCENARIO_TIMEOUT_MS = 45_000;
+
+/**
+ * How long a tab must stay quiet before "it received nothing" counts. Absence has no signal to
+ * wait for, so this is a bounded look, not synchronisation: every positive step waits on the
+ * page itself.
+ */
+const SILENCE_MS = 500;
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * Runs `body` against a fresh server of `chapter` with `tabCount` pages open on it (tab A, tab B,
+ * …). Whatever happens, the contexts are closed and the server stopped; on failure a screenshot
+ * of every tab is saved and the server's log is added to the error.
+ */
+async function withServer(chapter, scenario, tabCount, body) {
+  const server = await ChapterServer.start(chapter.binary);
+  const tabs = [];
+  try {
+    for (let i = 0; i < tabCount; i += 1) {
+      const tab = await newTab(browser);
+      tab.caption = `tab ${String.fromCharCode(65 + i)}`;
+      tabs.push(tab);
+      await openChapterPage(tab, server.url);
+    }
+    await body({ server, tabs });
+  } catch (err) {
+    const live = tabs.filter((tab) => !tab.page.isClosed());
+    if (live.length > 0) {
+      await screenshotSideBySide(
+        browser,
+        live.map((tab) => ({ page: tab.page, caption: tab.caption })),
+        `${chapter.name}--${scenario}--FAILED`,
+        `FAILED: ${chapter.name} ${scenario}`,
+      ).catch(() => {});
+    }
+    err.message += `\n--- ${chapter.name} server log (stderr) ---\n${server.stderr}`;
+    throw err;
+  } finally {
+    await Promise.all(tabs.map((tab) => tab.context.close().catch(() => {})));
+    await server.stop();
+  }
+}
+
+/** The tab that should show a message sent by tab A: A itself (echo) or B (fan-out). */
+function recipientOf(chapter, [a, b]) {
+  if (chapter.behaviours.echo) return a;
+  if (chapter.behaviours["fan-out"]) return b;
+  throw new Error(`e2e/chapters.json gives ${chapter.name} neither "echo" nor "fan-out"`);
+}
+
+for (const chapter of chapters()) {
+  if (!chapter.exists) {
+    const why = `chapters/${chapter.name} does not exist yet`;
+    console.log(`skip: chapter ${chapter.name}: ${why}`);
+    describe(chapter.name, { skip: why }, () => {});
+    continue;
+  }
+
+  describe(chapter.name, { timeout: SCENARIO_TIMEOUT_MS * 6 }, () => {
+    it("has a built binary", () => {
+      assert.ok(chapter.binary, `chapters/${chapter.name}/Cargo.toml should name its package`);
+      assert.ok(
+        chapter.binary && ChapterServer.exists(chapter.binary),
+        `${chapter.binary} should exist: run \`cargo build --bins\` first (e2e/run.sh does)`,
+      );
+    });
+
+    /** The page names the chapter in its title and header, connects, and logs no errors. */
+    it("page names the chapter and connects without console errors", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+      withServer(chapter, "page", 1, async ({ tabs: [a] }) => {
+        assert.equal(
+          (await a.page.locator("#chapter").textContent()).trim(),
+          chapter.name,
+          "the page header should name the chapter that serves it",
+        );
+        assert.match(await a.page.title(), new RegExp(chapter.name), "the title should too");
+        assert.equal(await statusText(a.page), "open", "the status should read open");
+        assert.deepEqual(a.problems, [], "the page should log no errors");
+        await screenshot(a.page, `${chapter.name}--page`);
+      }));
+
+    /** The Reconnect button drops the connection and opens a new one that works. */
+    it("reconnect button opens a fresh connection", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+      withServer(chapter, "reconnect", 2, async ({ tabs }) => {
+        const [a] = tabs;
+        await a.page.getByRole("button", { name: "Reconnect" }).click();
+        await waitForState(a.page, "open");
+        const opens = (await logTexts(a.page, "event")).filter((t) => t.startsWith("connected"));
+        assert.equal(opens.length, 2, `tab A should log two connections, logged ${opens}`);
+        await typeAndEnter(a.page, "after reconnect");
+        await waitForLogEntry(recipientOf(chapter, tabs).page, "received", "after reconnect");
+        await screenshot(a.page, `${chapter.name}--reconnect`);
+      }));
+
+    /**
+     * A server that dies without a close handshake (SIGKILL) leaves the page showing
+     * "closed 1006 abnormal", and the Send button disabled.
+     */
+    it("a killed server shows as closed 1006 abnormal", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+      withServer(chapter, "killed", 1, async ({ server, tabs: [a] }) => {
+        await server.signal("SIGKILL");
+        await waitForState(a.page, "closed");
+        assert.equal(await statusText(a.page), "closed 1006 abnormal", "the status line");
+        assert.equal(
+          await a.page.locator("#status").getAttribute("data-code"),
+          "1006",
+          "#status carries the close code for scripts",
+        );
+        assert.ok(await a.page.locator("#send").isDisabled(), "Send is disabled once closed");
+        await screenshot(a.page, `${chapter.name}--killed`);
+      }));
+
+    if (chapter.behaviours.echo) {
+      /** Tab A's message comes back to tab A, marked received; tab B sees nothing at all. */
+      it("a message is echoed to its sender and nobody else", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "echo", 2, async ({ tabs }) => {
+          const [a, b] = tabs;
+          const message = "hello from tab A";
+          await typeAndEnter(a.page, message);
+          await waitForLogEntry(a.page, "received", message);
+          assert.deepEqual(await logTexts(a.page, "sent"), [message], "tab A logs what it sent");
+          assert.deepEqual(
+            await logTexts(a.page, "received"),
+            [message],
+            "tab A should get its message back exactly once",
+          );
+          await b.page.waitForTimeout(SILENCE_MS);
+          assert.deepEqual(
+            await logTexts(b.page, "received"),
+            [],
+            "tab B should receive nothing: an echo server answers only the sender",
+          );
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: "tab A: sent, and got its echo" },
+              { page: b.page, caption: "tab B: sees nothing" },
+            ],
+            `${chapter.name}--echo`,
+            `${chapter.name}: tab A typed "${message}" and pressed Enter`,
+          );
+        }));
+    }
+
+    if (chapter.behaviours["fan-out"]) {
+      /**
+       * Tab A's message reaches tab B and never comes back to A. A short conversation proves the
+       * "never" without waiting on a timer: had the server echoed A's first message, it would
+       * have queued it for A before B's reply (B only replies after receiving it), so A's log
+       * would show it first; likewise B's reply would reach B before A's last message.
+       */
+      it("a message reaches the other tab and is not echoed to its sender", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "fan-out", 2, async ({ tabs }) => {
+          const [a, b] = tabs;
+          await typeAndEnter(a.page, "hello from tab A");
+          await waitForLogEntry(b.page, "received", "hello from tab A");
+          await typeAndEnter(b.page, "hello back from tab B");
+          await waitForLogEntry(a.page, "received", "hello back from tab B");
+          await typeAndEnter(a.page, "bye from tab A");
+          await waitForLogEntry(b.page, "received", "bye from tab A");
+          assert.deepEqual(
+            await logTexts(a.page, "received"),
+            ["hello back from tab B"],
+            "tab A should receive only B's message, never its own",
+          );
+          assert.deepEqual(
+            await logTexts(b.page, "received"),
+            ["hello from tab A", "bye from tab A"],
+            "tab B should receive A's messages in order, never its own",
+          );
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: "tab A" },
+              { page: b.page, caption: "tab B" },
+            ],
+            `${chapter.name}--fan-out`,
+            `${chapter.name}: each tab receives the other's messages, never its own`,
+          );
+        }));
+    }
+
+    if (chapter.behaviours["closes-1001-on-sigterm"]) {
+      /** SIGTERM to the server: every open page shows "closed 1001 going away", the server exits 0. */
+      it("SIGTERM closes every page with 1001 going away", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "sigterm", 2, async ({ server, tabs }) => {
+          const exit = server.signal("SIGTERM");
+          for (const tab of tabs) {
+            await waitForState(tab.page, "closed");
+            assert.match(
+              await statusText(tab.page),
+              /^closed 1001 going away\b/,
+              `${tab.caption} should show the server's 1001 close`,
+            );
+          }
+          assert.deepEqual(await exit, { code: 0, signal: null }, "the server should exit 0");
+          await screenshotSideBySide(
+            browser,
+            tabs.map((tab) => ({ page: tab.page, caption: tab.caption })),
+            `${chapter.name}--sigterm`,
+            `${chapter.name}: after SIGTERM to the server`,
+          );
+        }));
+    }
+
+    const oversized = chapter.behaviours["closes-1009-when-oversized"];
+    if (oversized) {
+      /**
+       * A message of exactly the limit is delivered; one byte more closes the sender's connection
+       * with 1009 message too big, and the server goes on serving everyone else.
+       */
+      it("a message over the size limit closes the sender with 1009", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "oversized", 2, async ({ tabs }) => {
+          const [a, b] = tabs;
+          const limit = oversized.max_message_bytes;
+          const atLimit = "a".repeat(limit);
+          await pasteAndEnter(a.page, atLimit);
+          await waitForLogEntry(recipientOf(chapter, tabs).page, "received", atLimit);
+          await pasteAndEnter(a.page, "b".repeat(limit + 1));
+          await waitForState(a.page, "closed");
+          assert.match(
+            await statusText(a.page),
+            /^closed 1009 message too big\b/,
+            `a ${limit + 1}-byte message should close tab A with 1009`,
+          );
+          assert.equal(
+            await b.page.locator("#status").getAttribute("data-state"),
+            "open",
+            "tab B should stay connected",
+          );
+          const c = await newTab(browser);
+          try {
+            await openChapterPage(c, a.page.url());
+          } finally {
+            await c.context.close();
+          }
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: `tab A: pasted ${limit + 1} bytes` },
+              { page: b.page, caption: "tab B: still open" },
+            ],
+            `${chapter.name}--oversized`,
+            `${chapter.name}: a message over ${limit} bytes`,
+          );
+        }));
+    }
+  });
+}
