@@ -1,1 +1,97 @@
-fn main() {}
+//! `cargo run -p fanout-book` builds the book and serves it on http://127.0.0.1:4000;
+//! `cargo run -p fanout-book -- build` only builds it (into `book/build/`).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use axum::Router;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// Builds the Fan-out book and serves it for reading.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Address to serve the book on, HOST:PORT (port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:4000",
+        global = true
+    )]
+    addr: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the book into book/build and serve it (the default).
+    Serve,
+    /// Build the book into book/build and exit.
+    Build,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    fanout_kit::init_tracing();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Build => match build() {
+            Some(built) => {
+                println!("book built in {}", built.display());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Command::Serve => serve(&cli.addr).await,
+    }
+}
+
+/// Builds the book, reporting a failure on stderr.
+fn build() -> Option<PathBuf> {
+    match fanout_book::build_book() {
+        Ok(built) => Some(built),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            None
+        }
+    }
+}
+
+/// Builds the book and serves it as static files until Ctrl+C or SIGTERM. To see an edit, stop it
+/// and run it again: it rebuilds on start.
+async fn serve(addr: &str) -> ExitCode {
+    // Bind first: if the address is taken, say so before spending time on a build (and without
+    // rewriting the files another copy of this tool is serving).
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(err) => {
+            eprintln!("error: cannot read the bound address: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(built) = build() else {
+        return ExitCode::FAILURE;
+    };
+    let files = ServeDir::new(&built).not_found_service(ServeFile::new(built.join("404.html")));
+    let app = Router::new().fallback_service(files);
+    println!("book at http://{local}");
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(fanout_kit::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Builds the book once, through the library, and checks what mdBook does not: mdBook logs a
+//! broken `{{#include}}` as a warning and carries on, so a moved anchor or a renamed file would
+//! otherwise ship as a page with a hole in it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use fanout_book::{book_root, build_book, workspace_root};
+
+/// The built book's directory, built on first use and shared by every test in this file (they
+/// run in parallel, and two builds into one directory would trample each other).
+fn built() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(|| build_book().map_err(|err| format!("{err:#}"))) {
+        Ok(dir) => dir,
+        Err(err) => panic!("the book should build: {err}"),
+    }
+}
+
+/// One rendered page: its path relative to the build directory, and its HTML.
+struct Page {
+    name: String,
+    html: String,
+}
+
+/// Every HTML page of the built book.
+fn pages() -> Vec<Page> {
+    let mut pages = Vec::new();
+    collect_files(built(), "html", &mut pages);
+    pages
+        .into_iter()
+        .map(|path| Page {
+            name: relative(&path, built()),
+            html: fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display())),
+        })
+        .collect()
+}
+
+/// The book's Markdown sources: (path relative to `book/src`, text).
+fn sources() -> Vec<(String, String)> {
+    let src = book_root().join("src");
+    let mut files = Vec::new();
+    collect_files(&src, "md", &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let text = fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+            (relative(&path, &src), text)
+        })
+        .collect()
+}
+
+fn collect_files(dir: &Path, extension: &str, into: &mut Vec<PathBuf>) {
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+            .path();
+        if path.is_dir() {
+            collect_files(&path, extension, into);
+        } else if path.extension().is_some_and(|ext| ext == extension) {
+            into.push(path);
+        }
+    }
+    into.sort();
+}
+
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// The contents of every `<code …>…</code>` element in `html`, still HTML-escaped.
+fn code_blocks(html: &str) -> Vec<(&str, &str)> {
+    let mut blocks = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<code") {
+        let after_tag_name = &rest[start + "<code".len()..];
+        // `<code>` or `<code class="…">`, but not e.g. `<codex>`.
+        if !after_tag_name.starts_with(['>', ' ']) {
+            rest = after_tag_name;
+            continue;
+        }
+        let Some(tag_end) = after_tag_name.find('>') else {
+            break;
+        };
+        let attributes = &after_tag_name[..tag_end];
+        let body = &after_tag_name[tag_end + 1..];
+        let Some(end) = body.find("</code>") else {
+            break;
+        };
+        blocks.push((attributes, &body[..end]));
+        rest = &body[end..];
+    }
+    blocks
+}
+
+fn unescape_html(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// How many fenced ```` ```mermaid ```` blocks a Markdown text has.
+fn mermaid_fences(markdown: &str) -> usize {
+    markdown
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            (line.starts_with("```") || line.starts_with("~~~"))
+                && line.trim_start_matches(['`', '~']).trim() == "mermaid"
+        })
+        .count()
+}
+
+/// The HTML page mdBook renders from the Markdown file `source` (relative to `book/src`).
+fn page_for(source: &str) -> String {
+    let stem = source.strip_suffix(".md").unwrap_or(source);
+    let stem = if stem == "README" || stem.ends_with("/README") {
+        format!("{}index", stem.strip_suffix("README").unwrap_or_default())
+    } else {
+        stem.to_string()
+    };
+    format!("{stem}.html")
+}
+
+/// Every `{{#include …}}` (and its kin, `{{#rustdoc_include …}}`, `{{#playground …}}`) was
+/// replaced by the file it names: none is left as text in a page.
+#[test]
+fn every_include_is_resolved() {
+    let unresolved: Vec<String> = pages()
+        .iter()
+        .flat_map(|page| {
+            page.html
+                .lines()
+                .filter(|line| {
+                    ["{{#include", "{{#rustdoc_include", "{{#playground"]
+                        .iter()
+                        .any(|directive| line.contains(directive))
+                })
+                .map(move |line| format!("{}: {}", page.name, line.trim()))
+        })
+        .collect();
+    assert!(
+        unresolved.is_empty(),
+        "these includes did not resolve (a file path that does not exist?):\n{}",
+        unresolved.join("\n")
+    );
+}
+
+/// No listing is empty. An include whose anchor does not exist (a renamed or deleted
+/// `// ANCHOR: name`) renders as an empty code block, so this catches stale anchors.
+#[test]
+fn no_listing_is_empty() {
+    let empty: Vec<String> = pages()
+        .iter()
+        .flat_map(|page| {
+            code_blocks(&page.html)
+                .into_iter()
+                .filter(|(_, body)| body.trim().is_empty())
+                .map(move |(attributes, _)| format!("{}: <code{attributes}>", page.name))
+        })
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "these code blocks are empty (an include naming an anchor that does not exist?):\n{}",
+        empty.join("\n")
+    );
+}
+
+/// Every chapter crate (`chapters/NN-name`) has a page in the book that shows code from it: a
+/// Markdown file including `../../chapters/NN-name/…`, listed in SUMMARY.md (so it is rendered),
+/// whose rendered listings contain a line of that crate's source.
+#[test]
+fn every_chapter_crate_has_a_page_with_its_code() {
+    let chapters_dir = workspace_root().join("chapters");
+    let mut chapters: Vec<(String, PathBuf)> = fs::read_dir(&chapters_dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", chapters_dir.display()))
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .map(|path| (relative(&path, &chapters_dir), path))
+        .collect();
+    chapters.sort();
+    assert!(
+        !chapters.is_empty(),
+        "found no chapter crates in {}",
+        chapters_dir.display()
+    );
+
+    let sources = sources();
+    let mut problems = Vec::new();
+    for (chapter, chapter_dir) in &chapters {
+        let include = format!("../../chapters/{chapter}/");
+        let including: Vec<&String> = sources
+            .iter()
+            .filter(|(_, text)| text.contains(&include))
+            .map(|(name, _)| name)
+            .collect();
+        if including.is_empty() {
+            problems.push(format!(
+                "chapters/{chapter}: no page in book/src includes code from it"
+            ));
+            continue;
+        }
+        let mut chapter_source = String::new();
+        let mut rust_files = Vec::new();
+        collect_files(&chapter_dir.join("src"), "rs", &mut rust_files);
+        for file in rust_files {
+            chapter_source.push_str(&fs::read_to_string(&file).unwrap_or_default());
+        }
+        let shown = including.iter().any(|source| {
+            let Ok(html) = fs::read_to_string(built().join(page_for(source))) else {
+                return false;
+            };
+            code_blocks(&html).iter().any(|(_, body)| {
+                let code = unescape_html(body);
+                code.lines()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty())
+                    .is_some_and(|first| chapter_source.contains(first))
+            })
+        });
+        if !shown {
+            problems.push(format!(
+                "chapters/{chapter}: included by {including:?}, but no rendered page shows its \
+                 code (is the page listed in SUMMARY.md?)"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every ```` ```mermaid ```` block became a `<pre class="mermaid">` (which the browser turns
+/// into a diagram), none was left as a plain code block: the preprocessor ran on every page.
+#[test]
+fn every_mermaid_block_becomes_a_diagram() {
+    let mut problems = Vec::new();
+    for page in pages() {
+        if page.html.contains("language-mermaid") {
+            problems.push(format!(
+                "{}: a mermaid block was rendered as code, not as a diagram",
+                page.name
+            ));
+        }
+    }
+    for (source, markdown) in sources() {
+        let fences = mermaid_fences(&markdown);
+        if fences == 0 {
+            continue;
+        }
+        let page = page_for(&source);
+        let Ok(html) = fs::read_to_string(built().join(&page)) else {
+            // A file not listed in SUMMARY.md is not rendered; the other tests speak for those
+            // that matter.
+            continue;
+        };
+        let diagrams = html.matches("<pre class=\"mermaid\">").count();
+        if diagrams != fences {
+            problems.push(format!(
+                "{page}: {source} has {fences} mermaid block(s), the page has {diagrams} diagram(s)"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Both Mermaid scripts are in the built book, non-empty, and every page loads them from there,
+/// so diagrams render offline.
+#[test]
+fn mermaid_scripts_are_in_the_book() {
+    let mut problems = Vec::new();
+    // `toc.html` is the sidebar alone (for browsers without JavaScript); every page with content
+    // has a `<main>`.
+    for page in pages()
+        .into_iter()
+        .filter(|page| page.html.contains("<main"))
+    {
+        for script in ["mermaid.min.js", "mermaid-init.js"] {
+            // mdBook puts a content hash in the name: `generated/mermaid-3f2a….min.js`.
+            let (stem, extension) = script
+                .split_once('.')
+                .expect("script names have an extension");
+            let src = page
+                .html
+                .split("<script src=\"")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .find(|src| {
+                    let file = src.rsplit('/').next().unwrap_or(src);
+                    file.starts_with(stem) && file.ends_with(extension)
+                        // `mermaid-init-….js` also starts with `mermaid`.
+                        && (stem != "mermaid" || !file.starts_with("mermaid-init"))
+                });
+            let Some(src) = src else {
+                problems.push(format!("{}: does not load {script}", page.name));
+                continue;
+            };
+            // Pages in subdirectories load scripts through `../`.
+            let target = page_dir(&page.name).join(src);
+            match fs::metadata(built().join(&target)) {
+                Ok(meta) if meta.len() > 0 => {}
+                Ok(_) => problems.push(format!("{}: {src} is empty", page.name)),
+                Err(_) => problems.push(format!(
+                    "{}: loads {src}, which is not in the built book",
+                    page.name
+                )),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn page_dir(page: &str) -> PathBuf {
+    Path::new(page)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
