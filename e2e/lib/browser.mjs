@@ -1,6 +1,7 @@
 // The browser side: Debian's Chromium driven by playwright-core (no browser download), and small
 // helpers that read the chapter page the way its tests need (the ids and classes are the page's
-// contract: #status[data-state][data-code], #log li.sent / li.received / li.event, #message).
+// contract: #status[data-state][data-code], #log li.sent / li.received / li.event with the text
+// in .text (cut short past 160 characters) and the full length in data-length, #message).
 
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -106,6 +107,24 @@ export async function waitForLogEntry(page, kind, text, timeout = WAIT_MS) {
     const seen = await logTexts(page, kind).catch(() => []);
     throw new Error(
       `no ${kind} entry ${JSON.stringify(text)} in the log within ${timeout} ms; ${kind} entries: ${JSON.stringify(seen)}`,
+      { cause: err },
+    );
+  }
+}
+
+/** Waits until the log has a `kind` entry for a message of exactly `length` characters. */
+export async function waitForLogEntryOfLength(page, kind, length, timeout = WAIT_MS) {
+  try {
+    await page.waitForSelector(`#log li.${kind}[data-length="${length}"]`, {
+      state: "attached",
+      timeout,
+    });
+  } catch (err) {
+    const seen = await page
+      .$$eval(`#log li.${kind}`, (items) => items.map((item) => item.dataset.length))
+      .catch(() => []);
+    throw new Error(
+      `no ${kind} entry of ${length} characters in the log within ${timeout} ms; lengths seen: ${JSON.stringify(seen)}`,
       { cause: err },
     );
   }

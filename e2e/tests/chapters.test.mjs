@@ -20,6 +20,7 @@ import {
   statusText,
   typeAndEnter,
   waitForLogEntry,
+  waitForLogEntryOfLength,
   waitForState,
 } from "../lib/browser.mjs";
 import { ChapterServer } from "../lib/server.mjs";
@@ -250,8 +251,9 @@ for (const chapter of chapters()) {
           const limit = oversized.max_message_bytes;
           const atLimit = "a".repeat(limit);
           await pasteAndEnter(a.page, atLimit);
-          await waitForLogEntry(recipientOf(chapter, tabs).page, "received", atLimit);
+          await waitForLogEntryOfLength(recipientOf(chapter, tabs).page, "received", limit);
           await pasteAndEnter(a.page, "b".repeat(limit + 1));
+          await waitForLogEntryOfLength(a.page, "sent", limit + 1);
           await waitForState(a.page, "closed");
           assert.match(
             await statusText(a.page),
