@@ -48,13 +48,16 @@ async fn page() -> Html<String> {
 /// A plain HTTP request to `/ws` is refused by the extractor (a 4xx); a WebSocket handshake is
 /// accepted and the connection handed to `echo`.
 async fn upgrade(ws: WebSocketUpgrade) -> Response {
+    // ANCHOR: exercise-upgrade
     ws.on_upgrade(echo)
+    // ANCHOR_END: exercise-upgrade
 }
 // ANCHOR_END: upgrade
 
 // ANCHOR: echo
 async fn echo(mut socket: WebSocket) {
     tracing::info!("client connected");
+    // ANCHOR: exercise-echo
     while let Some(Ok(message)) = socket.recv().await {
         match message {
             // Text stays text and binary stays binary: we send back the very same message.
@@ -68,6 +71,7 @@ async fn echo(mut socket: WebSocket) {
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
+    // ANCHOR_END: exercise-echo
     tracing::info!("client disconnected");
 }
 // ANCHOR_END: echo

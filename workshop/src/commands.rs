@@ -1,0 +1,734 @@
+//! What each `cargo workshop` sub-command does. Each writes to `out` and returns whether it went
+//! well (the process's exit status), so the tests can run them against a scratch workspace.
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use similar::TextDiff;
+
+use crate::{
+    chapter::{self, Chapter},
+    generate::{self, Exercise, File},
+    run::{self, Report, Status},
+    style::Style,
+};
+
+/// The command line for a shell, to print.
+fn workshop(style: Style, args: &str) -> String {
+    style.command(&format!("cargo workshop {args}"))
+}
+
+/// `cargo workshop generate [--check]`: (re)writes the exercises, their book pages and the
+/// starter test; with `check`, only says what is out of date.
+pub fn generate(root: &Path, check: bool, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    let generated = match generate::generate(root) {
+        Ok(generated) => generated,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("cannot generate:"))?;
+            return Ok(false);
+        }
+    };
+    if check {
+        let differences = match generate::differences(root, &generated) {
+            Ok(differences) => differences,
+            Err(err) => {
+                writeln!(out, "{} {err}", style.bad("error:"))?;
+                return Ok(false);
+            }
+        };
+        for difference in &differences {
+            writeln!(out, "{difference}")?;
+        }
+        if differences.is_empty() {
+            writeln!(out, "{}", style.good("the generated files are up to date"))?;
+        } else {
+            writeln!(
+                out,
+                "run {} to bring them up to date",
+                workshop(style, "generate")
+            )?;
+        }
+        return Ok(differences.is_empty());
+    }
+    match generate::write(root, &generated) {
+        Ok(changes) => {
+            for change in &changes {
+                writeln!(out, "{change}")?;
+            }
+            writeln!(
+                out,
+                "{} exercise(s) generated, {} file(s) changed",
+                generated.exercises.len(),
+                changes.len()
+            )?;
+            for (chapter, err) in &generated.errors {
+                writeln!(
+                    out,
+                    "{} {err}",
+                    style.bad(&format!("chapter {} has no exercise yet:", chapter.slug))
+                )?;
+            }
+            Ok(generated.errors.is_empty())
+        }
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            Ok(false)
+        }
+    }
+}
+
+/// Loads every chapter and the one the participant named.
+fn exercise_named(root: &Path, wanted: &str) -> Result<Exercise, String> {
+    let chapters = chapter::discover(root)?;
+    let chapter = chapter::find(&chapters, wanted)?;
+    generate::exercise(root, chapter)
+}
+
+/// The participant's copy of a generated file, if it is there.
+fn on_disk(root: &Path, file: &File) -> Option<String> {
+    fs::read_to_string(root.join(&file.path)).ok()
+}
+
+/// Whether the participant's exercise is still the starter, byte for byte.
+fn untouched(root: &Path, exercise: &Exercise) -> bool {
+    exercise
+        .starter
+        .iter()
+        .all(|file| on_disk(root, file).as_deref() == Some(file.contents.as_str()))
+}
+
+/// The ids of the regions whose `todo!` is still in the participant's code, in order.
+fn todos_left(root: &Path, exercise: &Exercise) -> Vec<String> {
+    exercise
+        .regions
+        .iter()
+        .filter(|located| {
+            let path = root
+                .join(exercise.chapter.exercise_dir())
+                .join(&located.file);
+            let literal = exercise
+                .todo_literal(&located.region.id)
+                .unwrap_or_default();
+            fs::read_to_string(path).is_ok_and(|text| text.contains(&literal))
+        })
+        .map(|located| located.region.id.clone())
+        .collect()
+}
+
+/// The doc comment of a scenario (`suite::name`), read from the stage-tests crate's source: the
+/// sentence that says what the scenario proves.
+pub fn scenario_doc(root: &Path, name: &str) -> Option<String> {
+    let (suite, function) = name.split_once("::")?;
+    let source = fs::read_to_string(root.join("tests/src").join(format!("{suite}.rs"))).ok()?;
+    let lines: Vec<&str> = source.lines().collect();
+    let signature = format!("fn {function}(");
+    let at = lines.iter().position(|line| line.contains(&signature))?;
+    let mut doc: Vec<&str> = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| {
+            let line = line.trim_start();
+            line.starts_with("///") || line.starts_with("#[")
+        })
+        .filter_map(|line| line.trim_start().strip_prefix("///"))
+        .map(str::trim)
+        .collect();
+    doc.reverse();
+    (!doc.is_empty()).then(|| doc.join(" "))
+}
+
+/// Indents every line of `text` by `by` (blank lines stay empty).
+fn indent(text: &str, by: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{by}{line}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A hint's Markdown for the terminal: code blocks lose their fences and are indented instead.
+fn for_terminal(markdown: &str) -> String {
+    let mut in_code = false;
+    let mut lines = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code && !line.trim().is_empty() {
+            lines.push(format!("    {line}"));
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    lines.join("\n")
+}
+
+/// `cargo workshop check NN [FILTER]`: runs one exercise's stage tests and shows each failure
+/// with what the scenario proves and why it failed.
+pub fn check(
+    root: &Path,
+    wanted: &str,
+    filter: Option<&str>,
+    style: Style,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    let exercise = match exercise_named(root, wanted) {
+        Ok(exercise) => exercise,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    };
+    let chapter = &exercise.chapter;
+    let package = chapter.exercise_package();
+    writeln!(
+        out,
+        "{} {}",
+        style.bold(&format!("Exercise {}:", chapter.slug)),
+        style.dim(&format!(
+            "building and running its stage tests (cargo test -p {package} --test stage)"
+        ))
+    )?;
+    out.flush()?;
+    let report = run::stage_tests(root, &package, filter, style.colour);
+    let passed = show_report(root, &exercise, &report, style, out)?;
+    Ok(passed)
+}
+
+/// How many failures `check` explains in full; the rest are listed by name. The first few
+/// usually share a cause, and a screenful of the same message hides the passing ones.
+const FAILURE_DETAILS: usize = 6;
+
+/// Prints a report of one exercise; returns whether everything passed.
+fn show_report(
+    root: &Path,
+    exercise: &Exercise,
+    report: &Report,
+    style: Style,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    let number = exercise.chapter.number();
+    match report {
+        Report::CannotRun(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            Ok(false)
+        }
+        Report::DidNotBuild(errors) => {
+            writeln!(out, "{errors}")?;
+            writeln!(
+                out,
+                "\n{} fix the errors above (they are the compiler's) and run {} again.",
+                style.bad("Your code does not compile yet:"),
+                workshop(style, &format!("check {number}"))
+            )?;
+            Ok(false)
+        }
+        Report::Ran { scenarios, panics } => {
+            writeln!(out)?;
+            let mut detailed = 0;
+            let mut undetailed = 0;
+            for scenario in scenarios {
+                match scenario.status {
+                    Status::Passed => {
+                        writeln!(out, "  {} {}", style.good("pass"), scenario.name)?;
+                    }
+                    Status::Ignored => {
+                        writeln!(out, "  {} {}", style.dim("skip"), style.dim(&scenario.name))?;
+                    }
+                    Status::Failed if detailed >= FAILURE_DETAILS => {
+                        undetailed += 1;
+                        writeln!(out, "  {} {}", style.bad("FAIL"), scenario.name)?;
+                    }
+                    Status::Failed => {
+                        detailed += 1;
+                        writeln!(
+                            out,
+                            "  {} {}",
+                            style.bad("FAIL"),
+                            style.bold(&scenario.name)
+                        )?;
+                        if let Some(doc) = scenario_doc(root, &scenario.name) {
+                            writeln!(
+                                out,
+                                "{}",
+                                style.dim(&indent(&format!("checks: {doc}"), "       "))
+                            )?;
+                        }
+                        if let Some(message) = &scenario.message {
+                            writeln!(out, "{}", indent(&format!("got:    {message}"), "       "))?;
+                        }
+                    }
+                }
+            }
+            if undetailed > 0 {
+                writeln!(
+                    out,
+                    "{}",
+                    style.dim(&format!(
+                        "  ({undetailed} more failures without details; {} shows one in full)",
+                        workshop(style, &format!("check {number} <part of its name>"))
+                    ))
+                )?;
+            }
+            if !panics.is_empty() {
+                writeln!(
+                    out,
+                    "\n{}",
+                    style.warn("Your code panicked here while the tests ran:")
+                )?;
+                for panic in panics {
+                    writeln!(out, "  {}: {}", panic.location, panic.message)?;
+                }
+            }
+            let (passed, failed) = report.counts();
+            writeln!(out)?;
+            if report.all_passed() {
+                writeln!(
+                    out,
+                    "{} all {passed} scenarios pass. {}",
+                    style.good("Done:"),
+                    match next_after(root, &exercise.chapter) {
+                        Some(next) => format!(
+                            "Next: exercise {} ({}).",
+                            next.slug,
+                            workshop(style, &format!("check {}", next.number()))
+                        ),
+                        None => "That was the last exercise.".to_string(),
+                    }
+                )?;
+                writeln!(
+                    out,
+                    "Compare with the chapter's version: {}",
+                    workshop(style, &format!("diff {number}"))
+                )?;
+            } else if passed + failed == 0 {
+                writeln!(
+                    out,
+                    "{}",
+                    style.warn("No scenario ran (does the filter match any?)")
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{} of {} scenarios pass, {} fail. Stuck? {}",
+                    passed,
+                    passed + failed,
+                    style.bad(&failed.to_string()),
+                    workshop(style, &format!("hint {number}"))
+                )?;
+            }
+            Ok(report.all_passed())
+        }
+    }
+}
+
+/// The chapter after `chapter`, if any.
+fn next_after(root: &Path, chapter: &Chapter) -> Option<Chapter> {
+    let chapters = chapter::discover(root).ok()?;
+    chapters
+        .into_iter()
+        .find(|other| other.slug.as_str() > chapter.slug.as_str())
+}
+
+/// `cargo workshop`: every exercise's progress, found by running its stage tests now, and where
+/// to continue.
+pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    let chapters = match chapter::discover(root) {
+        Ok(chapters) => chapters,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    };
+    writeln!(
+        out,
+        "{}\n{}\n",
+        style.bold("Fan-out workshop"),
+        style
+            .dim("Progress comes from running each exercise's stage tests now; nothing is stored.")
+    )?;
+    let width = chapters.iter().map(|c| c.slug.len()).max().unwrap_or(0);
+    let mut continue_with: Option<(Exercise, Vec<String>)> = None;
+    let mut all_done = true;
+    for chapter in &chapters {
+        write!(out, "  {:width$}  ", chapter.slug)?;
+        out.flush()?;
+        let exercise = match generate::exercise(root, chapter) {
+            Ok(exercise) => exercise,
+            Err(err) => {
+                // A chapter without an exercise is the authors' business; one line is enough.
+                let first_line = err.lines().next().unwrap_or_default();
+                writeln!(out, "{} {first_line}", style.bad("no exercise yet:"))?;
+                all_done = false;
+                continue;
+            }
+        };
+        let report = run::stage_tests(root, &chapter.exercise_package(), None, false);
+        let left = todos_left(root, &exercise);
+        let (passed, failed) = report.counts();
+        let line = match &report {
+            Report::CannotRun(err) => style.bad(err),
+            Report::DidNotBuild(_) => style.bad("does not compile"),
+            Report::Ran { .. } if report.all_passed() => style.good(&format!(
+                "done        {passed}/{} scenarios pass",
+                passed + failed
+            )),
+            Report::Ran { .. } => {
+                let state = if untouched(root, &exercise) {
+                    "not started"
+                } else {
+                    "in progress"
+                };
+                format!(
+                    "{}  {passed}/{} scenarios pass, {}",
+                    style.warn(&format!("{state:<11}")),
+                    passed + failed,
+                    style.bad(&format!("{failed} fail"))
+                )
+            }
+        };
+        let todo_note = if left.is_empty() || report.all_passed() {
+            String::new()
+        } else {
+            style.dim(&format!("  ({} todo!() left)", left.len()))
+        };
+        writeln!(out, "{line}{todo_note}")?;
+        if !report.all_passed() {
+            all_done = false;
+            if continue_with.is_none() {
+                continue_with = Some((exercise, left));
+            }
+        }
+    }
+    writeln!(out)?;
+    match continue_with {
+        None if all_done && !chapters.is_empty() => {
+            writeln!(
+                out,
+                "{}",
+                style.good("Every exercise passes its stage tests. Well done!")
+            )?;
+        }
+        None => {}
+        Some((exercise, left)) => {
+            let chapter = &exercise.chapter;
+            let number = chapter.number();
+            let files: Vec<String> = exercise
+                .files_with_todos()
+                .iter()
+                .map(|file| chapter.exercise_dir().join(file).display().to_string())
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                style.bold(&format!("Continue with exercise {}:", chapter.slug))
+            )?;
+            writeln!(
+                out,
+                "  read   the chapter: {} (the book: {})",
+                chapter.chapter_page().display(),
+                style.command("cargo run -p fanout-book")
+            )?;
+            writeln!(out, "  task   {}", chapter.exercise_page().display())?;
+            writeln!(
+                out,
+                "  edit   {}{}",
+                files.join(", "),
+                if left.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} todo!() left)", left.len())
+                }
+            )?;
+            writeln!(
+                out,
+                "  check  {}",
+                workshop(style, &format!("check {number}"))
+            )?;
+            writeln!(
+                out,
+                "  hint   {}",
+                workshop(style, &format!("hint {number}"))
+            )?;
+            writeln!(
+                out,
+                "  try    {} and open http://127.0.0.1:3000",
+                style.command(&format!("cargo run -p {}", chapter.exercise_package()))
+            )?;
+        }
+    }
+    Ok(all_done)
+}
+
+/// `cargo workshop hint NN [REGION] [LEVEL]`: one hint. Without a region, the first todo still
+/// in the code (or the first todo, once all are gone); without a level, the first.
+pub fn hint(
+    root: &Path,
+    wanted: &str,
+    region: Option<&str>,
+    level: Option<usize>,
+    style: Style,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    let exercise = match exercise_named(root, wanted) {
+        Ok(exercise) => exercise,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    };
+    let number = exercise.chapter.number();
+    let left = todos_left(root, &exercise);
+    let chosen = match region {
+        Some(id) => exercise
+            .regions
+            .iter()
+            .find(|located| located.region.id == id),
+        None => exercise
+            .regions
+            .iter()
+            .find(|located| left.contains(&located.region.id))
+            .or_else(|| exercise.regions.first()),
+    };
+    let Some(located) = chosen else {
+        let ids: Vec<&str> = exercise
+            .regions
+            .iter()
+            .map(|l| l.region.id.as_str())
+            .collect();
+        writeln!(
+            out,
+            "{} exercise {} has no todo {:?}; its todos are: {}",
+            style.bad("error:"),
+            exercise.chapter.slug,
+            region.unwrap_or_default(),
+            ids.join(", ")
+        )?;
+        return Ok(false);
+    };
+    let id = &located.region.id;
+    let Some(todo) = exercise.todo(id) else {
+        writeln!(out, "{} no hints for `{id}`", style.bad("error:"))?;
+        return Ok(false);
+    };
+    let levels = todo.levels.len();
+    let level = level.unwrap_or(1);
+    let Some(text) = level
+        .checked_sub(1)
+        .and_then(|index| todo.levels.get(index))
+    else {
+        writeln!(
+            out,
+            "{} `{id}` has hints 1 to {levels}, not {level}",
+            style.bad("error:")
+        )?;
+        return Ok(false);
+    };
+    let place = match &located.region.function {
+        Some(function) => format!("{}, fn {function}", located.file.display()),
+        None => located.file.display().to_string(),
+    };
+    let state = if left.contains(id) {
+        "its todo!() is still in your code"
+    } else {
+        "you have replaced its todo!()"
+    };
+    writeln!(
+        out,
+        "{} {}",
+        style.bold(&format!("{}: {}", id, todo.title)),
+        style.dim(&format!("({place}; {state})"))
+    )?;
+    writeln!(
+        out,
+        "\n{}\n",
+        style.bold(&format!("Hint {level} of {levels}"))
+    )?;
+    writeln!(out, "{}\n", indent(&for_terminal(text), "  "))?;
+    let region_arg = if region.is_some() || left.first() != Some(id) {
+        format!(" {id}")
+    } else {
+        String::new()
+    };
+    if level < levels {
+        writeln!(
+            out,
+            "More: {}",
+            workshop(style, &format!("hint {number}{region_arg} {}", level + 1))
+        )?;
+    } else {
+        writeln!(
+            out,
+            "That was the last hint. The book's exercise page also shows the chapter's code; {} compares yours with it.",
+            workshop(style, &format!("diff {number}"))
+        )?;
+    }
+    let others: Vec<&str> = exercise
+        .regions
+        .iter()
+        .map(|l| l.region.id.as_str())
+        .filter(|other| other != id)
+        .collect();
+    if !others.is_empty() {
+        writeln!(
+            out,
+            "Other todos here: {} ({})",
+            others.join(", "),
+            workshop(style, &format!("hint {number} <todo> [level]"))
+        )?;
+    }
+    Ok(true)
+}
+
+/// `cargo workshop reset NN`: the exercise back to its starter. What the participant had is
+/// copied to `target/workshop-backup/` first, so a reset by mistake loses nothing.
+pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    let exercise = match exercise_named(root, wanted) {
+        Ok(exercise) => exercise,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    };
+    let chapter = &exercise.chapter;
+    let dir = root.join(chapter.exercise_dir());
+    let present = chapter::files_under(&dir)?;
+    let starter_paths: Vec<PathBuf> = exercise
+        .starter
+        .iter()
+        .filter_map(|file| file.path.strip_prefix(chapter.exercise_dir()).ok())
+        .map(Path::to_path_buf)
+        .collect();
+    let changed: Vec<&PathBuf> = present
+        .iter()
+        .filter(|file| {
+            let starter = exercise
+                .starter
+                .iter()
+                .find(|s| s.path == chapter.exercise_dir().join(file));
+            let current = fs::read_to_string(dir.join(file)).ok();
+            match starter {
+                Some(starter) => current.as_deref() != Some(starter.contents.as_str()),
+                None => true,
+            }
+        })
+        .collect();
+    let missing = starter_paths.iter().any(|file| !present.contains(file));
+    if changed.is_empty() && !missing {
+        writeln!(
+            out,
+            "Exercise {} is the starter already; nothing to reset.",
+            chapter.slug
+        )?;
+        return Ok(true);
+    }
+    if !changed.is_empty() {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let backup = root
+            .join("target/workshop-backup")
+            .join(format!("{}-{stamp}", chapter.slug));
+        for file in &changed {
+            let to = backup.join(file);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(dir.join(file), &to)?;
+        }
+        writeln!(
+            out,
+            "Your version of {} file(s) is saved in {}",
+            changed.len(),
+            backup.strip_prefix(root).unwrap_or(&backup).display()
+        )?;
+        for file in &changed {
+            if !starter_paths.contains(file) {
+                fs::remove_file(dir.join(file))?;
+            }
+        }
+    }
+    for file in &exercise.starter {
+        if let Err(err) = generate::write_file(&root.join(&file.path), &file.contents) {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    }
+    writeln!(
+        out,
+        "{} exercise {} is the starter again. {}",
+        style.good("Reset:"),
+        chapter.slug,
+        workshop(style, &format!("check {}", chapter.number()))
+    )?;
+    Ok(true)
+}
+
+/// `cargo workshop diff NN`: the participant's files against the chapter's, as the exercise
+/// reads when finished the chapter's way (`-` yours, `+` the chapter's).
+pub fn diff(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    let exercise = match exercise_named(root, wanted) {
+        Ok(exercise) => exercise,
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            return Ok(false);
+        }
+    };
+    let chapter = &exercise.chapter;
+    let mut same = true;
+    for reference in &exercise.solution {
+        let yours = on_disk(root, reference).unwrap_or_default();
+        if yours == reference.contents {
+            continue;
+        }
+        same = false;
+        let relative = reference
+            .path
+            .strip_prefix(chapter.exercise_dir())
+            .unwrap_or(&reference.path);
+        let text_diff = TextDiff::from_lines(&yours, &reference.contents);
+        let unified = text_diff
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{} (yours)", reference.path.display()),
+                &format!(
+                    "{} (the chapter's)",
+                    chapter.chapter_dir().join(relative).display()
+                ),
+            )
+            .to_string();
+        for line in unified.lines() {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                style.bold(line)
+            } else if line.starts_with('+') {
+                style.good(line)
+            } else if line.starts_with('-') {
+                style.bad(line)
+            } else if line.starts_with("@@") {
+                style.command(line)
+            } else {
+                line.to_string()
+            };
+            writeln!(out, "{painted}")?;
+        }
+    }
+    if same {
+        writeln!(
+            out,
+            "Your exercise {} reads exactly like the chapter's code.",
+            chapter.slug
+        )?;
+    }
+    Ok(true)
+}

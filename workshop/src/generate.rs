@@ -1,0 +1,770 @@
+//! The generator: from each chapter crate and its hints file, the exercise crate, the exercise's
+//! book page, and the test that proves each starter fails. Everything here is computed in memory,
+//! so the same code writes the files (`cargo workshop generate`) and checks that the committed
+//! ones are up to date (the workshop's tests).
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use crate::{
+    chapter::{self, Chapter},
+    hints::{self, Hints},
+    regions::{self, Piece, Region},
+};
+
+/// A file the generator writes, at `path` relative to the workspace root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+/// A region and the file of the crate it is in (`src/lib.rs`).
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub file: PathBuf,
+    pub region: Region,
+}
+
+/// One chapter's exercise, in both of its forms.
+#[derive(Debug, Clone)]
+pub struct Exercise {
+    pub chapter: Chapter,
+    pub hints: Hints,
+    /// Every region, in file order and then line order.
+    pub regions: Vec<Located>,
+    /// The exercise crate as the participant gets it: `todo!`s where the regions are.
+    pub starter: Vec<File>,
+    /// The exercise crate as it reads when finished the chapter's way (for `diff`).
+    pub solution: Vec<File>,
+    /// The suites the chapter's `tests/stage.rs` runs, e.g. `stage_tests::echo::SCENARIOS`.
+    pub suites: Vec<String>,
+}
+
+impl Exercise {
+    /// The hints for a region, which [`exercise`] has made sure exist.
+    pub fn todo(&self, id: &str) -> Option<&hints::Todo> {
+        self.hints.todo(id)
+    }
+
+    /// The starter's files with regions, relative to the crate (`src/lib.rs`), in order.
+    pub fn files_with_todos(&self) -> Vec<&Path> {
+        let mut files: Vec<&Path> = Vec::new();
+        for located in &self.regions {
+            if !files.contains(&located.file.as_path()) {
+                files.push(&located.file);
+            }
+        }
+        files
+    }
+
+    /// The exact `todo!(..)` call text the starter has for region `id` (to find it again in a
+    /// participant's file).
+    pub fn todo_literal(&self, id: &str) -> Option<String> {
+        self.todo(id)
+            .map(|todo| regions::string_literal(&todo.message()))
+    }
+}
+
+/// Renames the chapter's package and crate to the exercise's, wherever they appear.
+fn rename(text: &str, chapter: &Chapter) -> String {
+    text.replace(&chapter.chapter_package(), &chapter.exercise_package())
+        .replace(&chapter.chapter_crate(), &chapter.exercise_crate())
+}
+
+/// The first line of every banner.
+fn origin_line(chapter: &Chapter, comment: &str) -> String {
+    format!(
+        "{comment} Fan-out workshop, exercise {slug}: generated from chapters/{slug} by `cargo workshop generate`.\n",
+        slug = chapter.slug
+    )
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("the {one}")
+    } else {
+        format!("the {n} {many}")
+    }
+}
+
+/// The lines above a Rust file of the exercise, saying what (not) to edit in it.
+fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[&Path]) -> String {
+    let number = chapter.number();
+    let mut banner = origin_line(chapter, "//");
+    banner.push_str("//\n");
+    if file.starts_with("tests") {
+        banner.push_str(&format!(
+            "// Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them\n\
+             // with `cargo workshop check {number}` (or `cargo test -p {package}`).\n",
+            package = chapter.exercise_package()
+        ));
+    } else if todos_here > 0 {
+        banner.push_str(&format!(
+            "// Your part: replace {} in this file with working code. The rest already works;\n\
+             // leave it as it is. `cargo workshop check {number}` runs the stage tests,\n\
+             // `cargo workshop hint {number}` gives a hint, `cargo workshop reset {number}` starts over.\n",
+            count(todos_here, "`todo!(..)`", "`todo!(..)`s")
+        ));
+    } else {
+        let places: Vec<String> = todo_files
+            .iter()
+            .map(|file| file.display().to_string())
+            .collect();
+        banner.push_str(&format!(
+            "// Nothing to do in this file: it is the finished part of the exercise. Your part is in\n\
+             // {}.\n",
+            places.join(", ")
+        ));
+    }
+    banner
+}
+
+/// The allow that keeps a starter quiet under `-D warnings`: the `todo!`s leave variables,
+/// imports and helpers unused and the code after them unreachable.
+const ALLOW: &str = "\
+//
+// The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
+// stage tests pass, to hear the compiler's warnings about your code again.
+#![allow(dead_code, unreachable_code, unused_imports, unused_mut, unused_variables)]
+";
+
+/// Whether `file` (relative to the crate) is the root of the library, and so the place for a
+/// crate-wide `#![allow]` that covers every module of the library.
+fn is_library_root(file: &Path) -> bool {
+    file == Path::new("src/lib.rs")
+}
+
+/// Whether `file` belongs to the library crate (not a binary, not a test).
+fn in_library(file: &Path) -> bool {
+    file.starts_with("src") && file != Path::new("src/main.rs") && !file.starts_with("src/bin")
+}
+
+/// A chapter crate's file, read and scanned.
+struct Source {
+    file: PathBuf,
+    text: String,
+    pieces: Option<Vec<Piece>>,
+}
+
+/// Builds the exercise for `chapter`, checking as it goes that the chapter can be one: it has
+/// regions, every region has hints, every hint section has a region, and its stage test has the
+/// shape the starter test needs.
+pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
+    let chapter_dir = root.join(chapter.chapter_dir());
+    let hints_path = chapter.hints_file();
+    let hints_text = chapter::read(&root.join(&hints_path)).map_err(|err| {
+        format!(
+            "{err}\n(every chapter needs a hints file; workshop/README.md says how to write one)"
+        )
+    })?;
+    let hints =
+        hints::parse(&hints_text).map_err(|err| format!("{}: {err}", hints_path.display()))?;
+
+    let files = chapter::files_under(&chapter_dir)
+        .map_err(|err| format!("cannot list {}: {err}", chapter_dir.display()))?;
+    let mut sources = Vec::new();
+    let mut located = Vec::new();
+    for file in files {
+        let text = rename(&chapter::read(&chapter_dir.join(&file))?, chapter);
+        let pieces = if file.extension().is_some_and(|ext| ext == "rs") {
+            let pieces = regions::scan(&text)
+                .map_err(|err| format!("{}: {err}", chapter.chapter_dir().join(&file).display()))?;
+            for region in regions::regions(&pieces) {
+                located.push(Located {
+                    file: file.clone(),
+                    region: region.clone(),
+                });
+            }
+            Some(pieces)
+        } else {
+            None
+        };
+        sources.push(Source { file, text, pieces });
+    }
+
+    if located.is_empty() {
+        return Err(format!(
+            "chapters/{} has no teaching regions: mark the code participants write with \
+             `// ANCHOR: exercise-<id>` … `// ANCHOR_END: exercise-<id>` (see workshop/README.md)",
+            chapter.slug
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    for Located { file, region } in &located {
+        let place = chapter.chapter_dir().join(file);
+        if !ids.insert(region.id.as_str()) {
+            return Err(format!(
+                "{}:{}: a second region `{}` in this chapter",
+                place.display(),
+                region.line,
+                region.id
+            ));
+        }
+        if hints.todo(&region.id).is_none() {
+            return Err(format!(
+                "{}:{}: region `{}` has no hints: add `## {}: <title>` with at least two hints to {}",
+                place.display(),
+                region.line,
+                region.id,
+                region.id,
+                hints_path.display()
+            ));
+        }
+    }
+    if let Some(orphan) = hints
+        .todos
+        .iter()
+        .find(|todo| !ids.contains(todo.id.as_str()))
+    {
+        return Err(format!(
+            "{}: hints for `{}`, but chapters/{} has no region `exercise-{}`",
+            hints_path.display(),
+            orphan.id,
+            chapter.slug,
+            orphan.id
+        ));
+    }
+
+    let todo_files: Vec<&Path> = {
+        let mut files: Vec<&Path> = Vec::new();
+        for Located { file, .. } in &located {
+            if !files.contains(&file.as_path()) {
+                files.push(file);
+            }
+        }
+        files
+    };
+    let library_has_todos = todo_files.iter().any(|file| in_library(file));
+    let message = |id: &str| hints.todo(id).map(hints::Todo::message).unwrap_or_default();
+
+    let mut starter = Vec::new();
+    let mut solution = Vec::new();
+    let format = |text: String, file: &Path| {
+        rustfmt(root, &text)
+            .map_err(|err| format!("{}: {err}", chapter.exercise_dir().join(file).display()))
+    };
+    for source in &sources {
+        let path = chapter.exercise_dir().join(&source.file);
+        let (starter_text, solution_text) = match &source.pieces {
+            Some(pieces) => {
+                let here = regions::regions(pieces).count();
+                let mut head = rust_banner(chapter, &source.file, here, &todo_files);
+                let needs_allow = (is_library_root(&source.file) && library_has_todos)
+                    || (!in_library(&source.file) && here > 0);
+                if needs_allow {
+                    head.push_str(ALLOW);
+                }
+                head.push('\n');
+                (
+                    format(
+                        format!("{head}{}", regions::starter(pieces, message)),
+                        &source.file,
+                    )?,
+                    format(format!("{head}{}", regions::solution(pieces)), &source.file)?,
+                )
+            }
+            None if source.file == Path::new("Cargo.toml") => {
+                let mut head = origin_line(chapter, "#");
+                head.push_str(&format!(
+                    "# Do not edit; `cargo workshop reset {}` restores it.\n\n",
+                    chapter.number()
+                ));
+                let text = format!("{head}{}", source.text);
+                (text.clone(), text)
+            }
+            None => (source.text.clone(), source.text.clone()),
+        };
+        starter.push(File {
+            path: path.clone(),
+            contents: starter_text,
+        });
+        solution.push(File {
+            path,
+            contents: solution_text,
+        });
+    }
+
+    let stage_path = chapter_dir.join("tests/stage.rs");
+    let stage = chapter::read(&stage_path)?;
+    let suites = stage_suites(&stage, chapter).map_err(|err| {
+        format!(
+            "{}: {err}",
+            chapter.chapter_dir().join("tests/stage.rs").display()
+        )
+    })?;
+
+    Ok(Exercise {
+        chapter: chapter.clone(),
+        hints,
+        regions: located,
+        starter,
+        solution,
+        suites,
+    })
+}
+
+/// `text` as `cargo fmt` would leave it. The chapters are formatted already, but the changes an
+/// exercise makes are not: a renamed crate sorts differently among the imports, a `todo!` or the
+/// `#![allow]` may need wrapping. Formatting the result keeps every exercise fmt-clean.
+fn rustfmt(root: &Path, text: &str) -> Result<String, String> {
+    let program = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
+    let mut child = Command::new(&program)
+        .current_dir(root)
+        .args(["--edition", "2024", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| {
+            format!("cannot run rustfmt ({err}); install it with `rustup component add rustfmt`")
+        })?;
+    // Feed stdin from a thread, so a large file cannot fill both pipes and stall both sides.
+    let mut stdin = child.stdin.take().ok_or("rustfmt has no stdin")?;
+    let input = text.to_string();
+    let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .map_err(|err| format!("rustfmt failed: {err}"))?;
+    let fed = feeder
+        .join()
+        .map_err(|_| "feeding rustfmt panicked".to_string())?;
+    fed.map_err(|err| format!("cannot write to rustfmt: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "rustfmt cannot format the generated code: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|_| "rustfmt printed something not UTF-8".to_string())
+}
+
+/// The suites a chapter's `tests/stage.rs` hands to `stage_tests::run`, which must be called as
+/// `stage_tests::run(stage_tests::target!(chNN_name, "chNN-name"), &[suite, …])`.
+pub fn stage_suites(text: &str, chapter: &Chapter) -> Result<Vec<String>, String> {
+    const CALL: &str = "stage_tests::run(";
+    let start = text
+        .find(CALL)
+        .ok_or("expected a call to `stage_tests::run(target, &[suites])`")?;
+    let args = top_level_items(&text[start + CALL.len()..], ')')?;
+    let shape = "expected `stage_tests::run(stage_tests::target!(..), &[suites])`";
+    let [target, suites] = args.as_slice() else {
+        return Err(shape.to_string());
+    };
+    let target: String = target.split_whitespace().collect();
+    let expected_target = format!(
+        "stage_tests::target!({},\"{}\")",
+        chapter.chapter_crate(),
+        chapter.chapter_package()
+    );
+    if target != expected_target {
+        return Err(format!(
+            "expected the target `{expected_target}`, found `{target}`"
+        ));
+    }
+    let list = suites.strip_prefix("&[").ok_or_else(|| shape.to_string())?;
+    let suites = top_level_items(list, ']')?;
+    if suites.is_empty() {
+        return Err("the stage test runs no suite".to_string());
+    }
+    Ok(suites
+        .iter()
+        .map(|suite| suite.split_whitespace().collect())
+        .collect())
+}
+
+/// The comma-separated items of a bracketed list whose opening bracket has been consumed, up to
+/// the matching `close`. Brackets nest; string literals are skipped over.
+fn top_level_items(text: &str, close: char) -> Result<Vec<String>, String> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            current.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                current.push(c);
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                current.push(c);
+            }
+            ')' | ']' | '}' if depth > 0 => {
+                depth -= 1;
+                current.push(c);
+            }
+            c if c == close => {
+                if !current.trim().is_empty() {
+                    items.push(current.trim().to_string());
+                }
+                return Ok(items);
+            }
+            ',' if depth == 0 => {
+                items.push(current.trim().to_string());
+                current.clear();
+            }
+            c => current.push(c),
+        }
+    }
+    Err(format!("no closing `{close}`"))
+}
+
+/// The exercise's page in the book: what to read first, where the crate is, the commands, and
+/// for every todo its task and its hints, folded away until asked for.
+pub fn book_page(exercise: &Exercise) -> String {
+    let chapter = &exercise.chapter;
+    let number = chapter.number();
+    let package = chapter.exercise_package();
+    let files: Vec<String> = exercise
+        .files_with_todos()
+        .iter()
+        .map(|file| format!("`{}`", file.display()))
+        .collect();
+    let mut page = format!(
+        "<!-- Generated by `cargo workshop generate` from workshop/hints/{slug}.md and the marked\n     \
+         regions of chapters/{slug}: edit those and regenerate, not this page. -->\n\n\
+         # {title}\n\n",
+        slug = chapter.slug,
+        title = exercise.hints.title
+    );
+    if !exercise.hints.intro.is_empty() {
+        page.push_str(&exercise.hints.intro);
+        page.push_str("\n\n");
+    }
+    page.push_str(&format!(
+        "- **Read first:** [the chapter](../{slug}.md).\n\
+         - **Your crate:** `exercises/{slug}` (package `{package}`). What you write replaces the\n  \
+         {todos} in {files}; the rest of the crate already works.\n\
+         - **Run it:** `cargo run -p {package}`, then open <http://127.0.0.1:3000>.\n\
+         - **Check it:** `cargo workshop check {number}` runs the chapter's stage tests against your\n  \
+         code (`cargo test -p {package}` runs the same ones).\n\
+         - **Stuck?** Open the hints below one at a time, or run `cargo workshop hint {number}`.\n  \
+         `cargo workshop diff {number}` compares your code with the chapter's, and\n  \
+         `cargo workshop reset {number}` brings the starter back.\n",
+        slug = chapter.slug,
+        todos = if exercise.regions.len() == 1 {
+            "`todo!()`".to_string()
+        } else {
+            format!("{} `todo!()`s", exercise.regions.len())
+        },
+        files = files.join(" and "),
+    ));
+    for (index, Located { file, region }) in exercise.regions.iter().enumerate() {
+        let Some(todo) = exercise.todo(&region.id) else {
+            continue;
+        };
+        let place = match &region.function {
+            Some(function) => format!("`{}`, in `fn {function}`", file.display()),
+            None => format!("`{}`, line {}", file.display(), region.line),
+        };
+        page.push_str(&format!(
+            "\n## {n}. {title}\n\n*Where:* {place}.\n\n{task}\n",
+            n = index + 1,
+            title = todo.title,
+            task = todo.task
+        ));
+        for (level, hint) in todo.levels.iter().enumerate() {
+            page.push_str(&format!(
+                "\n<details>\n<summary>Hint {}</summary>\n\n{hint}\n\n</details>\n",
+                level + 1
+            ));
+        }
+        page.push_str(&format!(
+            "\n<details>\n<summary>The chapter's code</summary>\n\n```rust,ignore\n\
+             {{{{#include ../../../chapters/{slug}/{file}:exercise-{id}}}}}\n```\n\n</details>\n",
+            slug = chapter.slug,
+            file = file.display(),
+            id = region.id
+        ));
+    }
+    page
+}
+
+/// `workshop/tests/starters.rs`: one test per exercise that runs its stage suites against the
+/// untouched starter, in process, stopping at the first failure, and fails if nothing failed.
+pub fn starters_test(exercises: &[Exercise]) -> String {
+    let mut text = String::from(
+        "// Generated by `cargo workshop generate` from the chapters' tests/stage.rs: do not edit.\n\
+         \n\
+         //! Every exercise's starter compiles and fails its chapter's stage suites. A starter that\n\
+         //! passes untouched would leave the participant nothing to do, so that is a bug in the\n\
+         //! chapter's teaching regions. Each run stops at the first failing scenario.\n\
+         \n\
+         fn assert_fails(exercise: &str, outcomes: Vec<stage_tests::Outcome>) {\n    \
+         assert!(\n        \
+         outcomes.iter().any(|outcome| outcome.result.is_err()),\n        \
+         \"the starter of exercise {exercise} passes all {} scenarios it ran: its todo!s leave \\\n         \
+         nothing to do (mark the taught code in its chapter; see workshop/README.md)\",\n        \
+         outcomes.len()\n    \
+         );\n\
+         }\n",
+    );
+    for exercise in exercises {
+        let chapter = &exercise.chapter;
+        let mut suites = String::new();
+        for suite in &exercise.suites {
+            suites.push_str(&format!("                {suite},\n"));
+        }
+        text.push_str(&format!(
+            "\n/// Exercise {slug}: the starter compiles and fails its stage suites.\n\
+             #[test]\n\
+             fn {krate}_starter_fails() {{\n    \
+             assert_fails(\n        \
+             \"{slug}\",\n        \
+             stage_tests::check(\n            \
+             stage_tests::target!({krate}, \"{package}\", library_only),\n            \
+             &[\n{suites}            ],\n            \
+             true,\n        \
+             ),\n    \
+             );\n\
+             }}\n",
+            slug = chapter.slug,
+            krate = chapter.exercise_crate(),
+            package = chapter.exercise_package(),
+        ));
+    }
+    text
+}
+
+const DEPS_BEGIN: &str = "# BEGIN exercise crates";
+const DEPS_END: &str = "# END exercise crates";
+
+/// `workshop/Cargo.toml` with the exercise crates listed as dev-dependencies between its
+/// `# BEGIN exercise crates` and `# END exercise crates` lines (for `tests/starters.rs`).
+pub fn workshop_manifest(current: &str, exercises: &[Exercise]) -> Result<String, String> {
+    let begin = current
+        .find(DEPS_BEGIN)
+        .ok_or_else(|| format!("workshop/Cargo.toml has no `{DEPS_BEGIN}` line"))?;
+    let begin_line_end = current[begin..]
+        .find('\n')
+        .map(|at| begin + at + 1)
+        .ok_or_else(|| format!("workshop/Cargo.toml ends at `{DEPS_BEGIN}`"))?;
+    let end = current
+        .find(DEPS_END)
+        .filter(|end| *end > begin)
+        .ok_or_else(|| {
+            format!("workshop/Cargo.toml has no `{DEPS_END}` line after `{DEPS_BEGIN}`")
+        })?;
+    let mut deps = String::new();
+    for exercise in exercises {
+        deps.push_str(&format!(
+            "{} = {{ path = \"../exercises/{}\" }}\n",
+            exercise.chapter.exercise_package(),
+            exercise.chapter.slug
+        ));
+    }
+    Ok(format!(
+        "{}{deps}{}",
+        &current[..begin_line_end],
+        &current[end..]
+    ))
+}
+
+/// Everything the generator writes, for every chapter that can be an exercise.
+pub struct Generated {
+    pub exercises: Vec<Exercise>,
+    pub files: Vec<File>,
+    /// Chapters that cannot be an exercise (yet), with the reason. Their exercises, if any, are
+    /// left as they are on disk.
+    pub errors: Vec<(Chapter, String)>,
+}
+
+/// Generates everything from the chapters under `root`. A chapter that cannot be an exercise
+/// (no regions, missing hints, …) is reported in `errors` and leaves the others be.
+pub fn generate(root: &Path) -> Result<Generated, String> {
+    let chapters = chapter::discover(root)?;
+    let mut exercises = Vec::new();
+    let mut errors = Vec::new();
+    for chapter in &chapters {
+        match exercise(root, chapter) {
+            Ok(exercise) => exercises.push(exercise),
+            Err(err) => errors.push((chapter.clone(), err)),
+        }
+    }
+    let mut files = Vec::new();
+    for exercise in &exercises {
+        files.extend(exercise.starter.iter().cloned());
+        files.push(File {
+            path: exercise.chapter.exercise_page(),
+            contents: book_page(exercise),
+        });
+    }
+    files.push(File {
+        path: PathBuf::from("workshop/tests/starters.rs"),
+        contents: starters_test(&exercises),
+    });
+    let manifest = chapter::read(&root.join("workshop/Cargo.toml"))?;
+    files.push(File {
+        path: PathBuf::from("workshop/Cargo.toml"),
+        contents: workshop_manifest(&manifest, &exercises)?,
+    });
+    Ok(Generated {
+        exercises,
+        files,
+        errors,
+    })
+}
+
+/// Files on disk in the generated directories that the generator would not write (an exercise
+/// whose chapter is gone, a file the chapter no longer has). The files of chapters that failed
+/// to generate are not stale: they wait for their chapter to be fixed.
+pub fn stale(root: &Path, generated: &Generated) -> Result<Vec<PathBuf>, String> {
+    let wanted: BTreeSet<&Path> = generated
+        .files
+        .iter()
+        .map(|file| file.path.as_path())
+        .collect();
+    let waiting: Vec<PathBuf> = generated
+        .errors
+        .iter()
+        .flat_map(|(chapter, _)| [chapter.exercise_dir(), chapter.exercise_page()])
+        .collect();
+    let mut stale = Vec::new();
+    for dir in ["exercises", "book/src/exercises"] {
+        let found = chapter::files_under(&root.join(dir))
+            .map_err(|err| format!("cannot list {dir}: {err}"))?;
+        for file in found {
+            let path = Path::new(dir).join(file);
+            let is_waiting = waiting.iter().any(|kept| path.starts_with(kept));
+            if !is_waiting && !wanted.contains(path.as_path()) {
+                stale.push(path);
+            }
+        }
+    }
+    Ok(stale)
+}
+
+/// What differs between the generated files and the files on disk, one line each; empty when
+/// everything is up to date.
+pub fn differences(root: &Path, generated: &Generated) -> Result<Vec<String>, String> {
+    let mut differences = Vec::new();
+    for file in &generated.files {
+        match fs::read_to_string(root.join(&file.path)) {
+            Ok(on_disk) if on_disk == file.contents => {}
+            Ok(_) => differences.push(format!("{} is out of date", file.path.display())),
+            Err(_) => differences.push(format!("{} is missing", file.path.display())),
+        }
+    }
+    for (_, err) in &generated.errors {
+        differences.push(err.clone());
+    }
+    for path in stale(root, generated)? {
+        differences.push(format!(
+            "{} is not generated from any chapter",
+            path.display()
+        ));
+    }
+    Ok(differences)
+}
+
+/// Writes every generated file that differs from the disk and removes stale ones; returns what
+/// it changed, one line each.
+pub fn write(root: &Path, generated: &Generated) -> Result<Vec<String>, String> {
+    let mut changes = Vec::new();
+    for file in &generated.files {
+        let path = root.join(&file.path);
+        let current = fs::read_to_string(&path).ok();
+        if current.as_deref() == Some(file.contents.as_str()) {
+            continue;
+        }
+        write_file(&path, &file.contents)?;
+        changes.push(format!(
+            "{} {}",
+            if current.is_some() {
+                "updated"
+            } else {
+                "created"
+            },
+            file.path.display()
+        ));
+    }
+    for path in stale(root, generated)? {
+        fs::remove_file(root.join(&path))
+            .map_err(|err| format!("cannot remove {}: {err}", path.display()))?;
+        changes.push(format!("removed {}", path.display()));
+    }
+    Ok(changes)
+}
+
+/// Writes `contents` to `path`, creating its directory.
+pub fn write_file(path: &Path, contents: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    }
+    fs::write(path, contents).map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo() -> Chapter {
+        Chapter::from_slug("01-echo").expect("a chapter name")
+    }
+
+    /// The suites come out of a stage test written the way every chapter writes it.
+    #[test]
+    fn suites_come_from_the_stage_test() {
+        let stage = "fn main() -> std::process::ExitCode {\n    stage_tests::run(\n        \
+                     stage_tests::target!(ch01_echo, \"ch01-echo\"),\n        &[\n            \
+                     stage_tests::contract::SCENARIOS,\n            stage_tests::echo::SCENARIOS,\n        \
+                     ],\n    )\n}\n";
+        assert_eq!(
+            stage_suites(stage, &echo()),
+            Ok(vec![
+                "stage_tests::contract::SCENARIOS".to_string(),
+                "stage_tests::echo::SCENARIOS".to_string()
+            ])
+        );
+    }
+
+    /// A stage test of another shape, or for another crate, is an error the author can act on.
+    #[test]
+    fn odd_stage_tests_are_errors() {
+        let other_crate =
+            "stage_tests::run(stage_tests::target!(ch02_split, \"ch02-split\"), &[a])";
+        let error = stage_suites(other_crate, &echo()).expect_err("the wrong target");
+        assert!(error.contains("expected the target"), "{error}");
+        let no_run = "fn main() {}";
+        assert!(stage_suites(no_run, &echo()).is_err());
+    }
+
+    /// Renaming touches the chapter's own package and crate names, and nothing else.
+    #[test]
+    fn renaming_swaps_only_this_chapters_names() {
+        let text = "use ch01_echo::serve; // ch01-echo, not ch02_split";
+        assert_eq!(
+            rename(text, &echo()),
+            "use ex01_echo::serve; // ex01-echo, not ch02_split"
+        );
+    }
+
+    /// The dev-dependency list is rewritten between its markers and nowhere else.
+    #[test]
+    fn the_manifest_block_is_replaced_between_its_markers() {
+        let current = "[package]\n\n[dev-dependencies]\n# BEGIN exercise crates: generated\nold = 1\n# END exercise crates\n\n[lints]\n";
+        let manifest = workshop_manifest(current, &[]).expect("markers present");
+        assert_eq!(
+            manifest,
+            "[package]\n\n[dev-dependencies]\n# BEGIN exercise crates: generated\n# END exercise crates\n\n[lints]\n"
+        );
+        assert!(workshop_manifest("[package]\n", &[]).is_err());
+    }
+}
