@@ -1,10 +1,10 @@
 //! A WebSocket client for the tests, built on `tokio-tungstenite` (the same tungstenite axum
 //! uses), whose every wait is bounded and whose failures say which client saw what.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{
@@ -211,5 +211,62 @@ impl Client {
     /// The underlying stream, for scenarios that need more than the helpers above.
     pub fn stream(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
+    }
+}
+
+/// A client that completes the WebSocket handshake and then reads nothing: a browser tab frozen by
+/// its OS, a phone in a tunnel, a consumer that is simply too slow. Its socket asks for a small
+/// receive buffer, so the server's writes to it stop after little data; from then on the server's
+/// writer for it waits. Nothing is read (not even pings) until [`StalledClient::resume`].
+pub struct StalledClient {
+    name: String,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// The receive buffer a [`StalledClient`] asks for (the kernel may round it up).
+const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
+
+impl StalledClient {
+    /// Opens a WebSocket to `ws://addr/ws` (within [`WAIT`]) and then stops reading.
+    pub async fn connect(addr: SocketAddr, name: &str) -> StalledClient {
+        let url = format!("ws://{addr}/ws");
+        let handshake = async {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .unwrap_or_else(|err| panic!("{name}: cannot create a socket: {err}"));
+            // Set before connecting, so the window the server sees is small from the start.
+            socket
+                .set_recv_buffer_size(STALLED_RECEIVE_BUFFER)
+                .unwrap_or_else(|err| panic!("{name}: cannot shrink the receive buffer: {err}"));
+            let stream = socket
+                .connect(addr)
+                .await
+                .unwrap_or_else(|err| panic!("{name}: cannot connect to {addr}: {err}"));
+            tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+                .await
+                .unwrap_or_else(|err| {
+                    panic!("{name}: WebSocket handshake with {url} failed: {err}")
+                })
+        };
+        let (ws, _response) = tokio::time::timeout(WAIT, handshake)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{name}: no WebSocket handshake with {url} within {WAIT:?}")
+            });
+        StalledClient {
+            name: name.to_string(),
+            ws,
+        }
+    }
+
+    /// Starts reading again: the client receives what was waiting for it, as an ordinary [`Client`].
+    pub fn resume(self) -> Client {
+        Client {
+            name: self.name,
+            ws: self.ws,
+        }
     }
 }

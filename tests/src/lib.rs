@@ -26,6 +26,7 @@ pub mod http;
 pub mod process;
 pub mod server;
 
+pub mod bounded;
 pub mod broadcast;
 pub mod contract;
 pub mod echo;

@@ -4,7 +4,7 @@ use std::{io, net::SocketAddr};
 
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-use crate::{Client, Target, WAIT};
+use crate::{Client, Target, WAIT, client::StalledClient};
 
 /// A server started from a [`Target`]'s library on `127.0.0.1:0`. Dropping it stops the task.
 pub struct TestServer {
@@ -50,6 +50,11 @@ impl TestServer {
     /// Connects a new WebSocket client named `name` (the name shows in failure messages).
     pub async fn client(&self, name: &str) -> Client {
         Client::connect(&self.ws_url(), name).await
+    }
+
+    /// Connects a client that completes the handshake and then reads nothing (see [`StalledClient`]).
+    pub async fn stalled_client(&self, name: &str) -> StalledClient {
+        StalledClient::connect(self.addr, name).await
     }
 
     /// Signals shutdown and waits (at most [`WAIT`]) for `serve` to return what it returns.
