@@ -379,10 +379,11 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
         let line = match &report {
             Report::CannotRun(err) => style.bad(err),
             Report::DidNotBuild(_) => style.bad("does not compile"),
-            Report::Ran { .. } if report.all_passed() => style.good(&format!(
-                "done        {passed}/{} scenarios pass",
+            Report::Ran { .. } if report.all_passed() => format!(
+                "{}  {passed:>2}/{:<2} scenarios pass",
+                style.good(&format!("{:<11}", "done")),
                 passed + failed
-            )),
+            ),
             Report::Ran { .. } => {
                 let state = if untouched(root, &exercise) {
                     "not started"
@@ -390,7 +391,7 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
                     "in progress"
                 };
                 format!(
-                    "{}  {passed}/{} scenarios pass, {}",
+                    "{}  {passed:>2}/{:<2} scenarios pass, {}",
                     style.warn(&format!("{state:<11}")),
                     passed + failed,
                     style.bad(&format!("{failed} fail"))
@@ -593,6 +594,31 @@ pub fn hint(
 /// `cargo workshop reset NN`: the exercise back to its starter. What the participant had is
 /// copied to `target/workshop-backup/` first, so a reset by mistake loses nothing.
 pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    replace(root, wanted, Version::Starter, style, out)
+}
+
+/// `cargo workshop solve NN`: the exercise as the chapter wrote it, for a participant who wants
+/// to move on (or a host showing the way). Backed up like `reset`.
+pub fn solve(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
+    replace(root, wanted, Version::Solution, style, out)
+}
+
+/// Which version of an exercise to put in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Starter,
+    Solution,
+}
+
+/// Replaces the participant's exercise with `version`, after copying whatever differs from it
+/// to a backup; files the version does not have are backed up and removed.
+fn replace(
+    root: &Path,
+    wanted: &str,
+    version: Version,
+    style: Style,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
     let exercise = match exercise_named(root, wanted) {
         Ok(exercise) => exercise,
         Err(err) => {
@@ -600,11 +626,14 @@ pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io
             return Ok(false);
         }
     };
+    let (files, name) = match version {
+        Version::Starter => (&exercise.starter, "the starter"),
+        Version::Solution => (&exercise.solution, "the chapter's version"),
+    };
     let chapter = &exercise.chapter;
     let dir = root.join(chapter.exercise_dir());
     let present = chapter::files_under(&dir)?;
-    let starter_paths: Vec<PathBuf> = exercise
-        .starter
+    let wanted_paths: Vec<PathBuf> = files
         .iter()
         .filter_map(|file| file.path.strip_prefix(chapter.exercise_dir()).ok())
         .map(Path::to_path_buf)
@@ -612,22 +641,21 @@ pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io
     let changed: Vec<&PathBuf> = present
         .iter()
         .filter(|file| {
-            let starter = exercise
-                .starter
+            let target = files
                 .iter()
-                .find(|s| s.path == chapter.exercise_dir().join(file));
+                .find(|f| f.path == chapter.exercise_dir().join(file));
             let current = fs::read_to_string(dir.join(file)).ok();
-            match starter {
-                Some(starter) => current.as_deref() != Some(starter.contents.as_str()),
+            match target {
+                Some(target) => current.as_deref() != Some(target.contents.as_str()),
                 None => true,
             }
         })
         .collect();
-    let missing = starter_paths.iter().any(|file| !present.contains(file));
+    let missing = wanted_paths.iter().any(|file| !present.contains(file));
     if changed.is_empty() && !missing {
         writeln!(
             out,
-            "Exercise {} is the starter already; nothing to reset.",
+            "Exercise {} is {name} already; nothing to change.",
             chapter.slug
         )?;
         return Ok(true);
@@ -653,12 +681,12 @@ pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io
             backup.strip_prefix(root).unwrap_or(&backup).display()
         )?;
         for file in &changed {
-            if !starter_paths.contains(file) {
+            if !wanted_paths.contains(file) {
                 fs::remove_file(dir.join(file))?;
             }
         }
     }
-    for file in &exercise.starter {
+    for file in files {
         if let Err(err) = generate::write_file(&root.join(&file.path), &file.contents) {
             writeln!(out, "{} {err}", style.bad("error:"))?;
             return Ok(false);
@@ -666,8 +694,8 @@ pub fn reset(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io
     }
     writeln!(
         out,
-        "{} exercise {} is the starter again. {}",
-        style.good("Reset:"),
+        "{} exercise {} is {name} now. {}",
+        style.good("Done:"),
         chapter.slug,
         workshop(style, &format!("check {}", chapter.number()))
     )?;

@@ -37,6 +37,11 @@ enum Command {
         /// The exercise: 01, 1, 01-echo or echo.
         exercise: String,
     },
+    /// Replace an exercise with the chapter's code, to move on (your version is backed up).
+    Solve {
+        /// The exercise: 01, 1, 01-echo or echo.
+        exercise: String,
+    },
     /// Compare your code with the chapter's.
     Diff {
         /// The exercise: 01, 1, 01-echo or echo.
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
             commands::hint(&root, exercise, region, level, style, &mut out)
         }
         Some(Command::Reset { exercise }) => commands::reset(&root, exercise, style, &mut out),
+        Some(Command::Solve { exercise }) => commands::solve(&root, exercise, style, &mut out),
         Some(Command::Diff { exercise }) => commands::diff(&root, exercise, style, &mut out),
         Some(Command::Generate { check }) => commands::generate(&root, *check, style, &mut out),
     };

@@ -28,3 +28,38 @@ fn ex01_echo_starter_fails() {
         ),
     );
 }
+
+/// Exercise 02-split: the starter compiles and fails its stage suites.
+#[test]
+fn ex02_split_starter_fails() {
+    assert_fails(
+        "02-split",
+        stage_tests::check(
+            stage_tests::target!(ex02_split, "ex02-split", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::echo::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::heartbeat::WITH_ECHO,
+            ],
+            true,
+        ),
+    );
+}
+
+/// Exercise 03-broker: the starter compiles and fails its stage suites.
+#[test]
+fn ex03_broker_starter_fails() {
+    assert_fails(
+        "03-broker",
+        stage_tests::check(
+            stage_tests::target!(ex03_broker, "ex03-broker", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}

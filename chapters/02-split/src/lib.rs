@@ -68,6 +68,7 @@ async fn upgrade(State(config): State<Config>, ws: WebSocketUpgrade) -> Response
 /// them is the writer's outbox: whoever holds a sender can have a message written to this client.
 async fn connection(socket: WebSocket, config: Config) {
     tracing::info!("client connected");
+    // ANCHOR: exercise-connection
     let (sink, stream) = socket.split();
     let (outbox, outbox_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write(sink, outbox_rx, config.ping_interval));
@@ -75,6 +76,7 @@ async fn connection(socket: WebSocket, config: Config) {
     // The reader dropped the outbox's only sender, so the writer's `recv` returns `None` and it
     // finishes once it has written what was queued.
     let _ = writer.await;
+    // ANCHOR_END: exercise-connection
     tracing::info!("client disconnected");
 }
 // ANCHOR_END: connection
@@ -82,6 +84,7 @@ async fn connection(socket: WebSocket, config: Config) {
 // ANCHOR: read
 /// Reads until the client goes away, queuing each data message for the writer to echo.
 async fn read(mut stream: SplitStream<WebSocket>, outbox: mpsc::UnboundedSender<Message>) {
+    // ANCHOR: exercise-read
     while let Some(Ok(message)) = stream.next().await {
         match message {
             Message::Text(_) | Message::Binary(_) => {
@@ -93,6 +96,7 @@ async fn read(mut stream: SplitStream<WebSocket>, outbox: mpsc::UnboundedSender<
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
+    // ANCHOR_END: exercise-read
 }
 // ANCHOR_END: read
 
@@ -104,6 +108,7 @@ async fn write(
     mut outbox: mpsc::UnboundedReceiver<Message>,
     ping_interval: Duration,
 ) {
+    // ANCHOR: exercise-write
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,5 +126,6 @@ async fn write(
         // Whatever we just wrote shows the connection is in use: the next ping can wait.
         heartbeat.reset();
     }
+    // ANCHOR_END: exercise-write
 }
 // ANCHOR_END: write

@@ -57,10 +57,12 @@ pub fn spawn() -> mpsc::UnboundedSender<Event> {
 
 /// The broker's loop: one event at a time until every sender is gone.
 pub async fn run(mut events: mpsc::UnboundedReceiver<Event>) {
+    // ANCHOR: exercise-run
     let mut broker = Broker::default();
     while let Some(event) = events.recv().await {
         broker.handle(event);
     }
+    // ANCHOR_END: exercise-run
 }
 // ANCHOR_END: run
 
@@ -74,6 +76,7 @@ pub struct Broker {
 impl Broker {
     /// Applies one event to the map.
     pub fn handle(&mut self, event: Event) {
+        // ANCHOR: exercise-handle
         match event {
             Event::Join { id, outbox } => {
                 self.outboxes.insert(id, outbox);
@@ -85,16 +88,19 @@ impl Broker {
             }
             Event::Message { from, message } => self.forward(from, &message),
         }
+        // ANCHOR_END: exercise-handle
     }
 
     /// Sends `message` to every client except the one it came from.
     fn forward(&self, from: ConnId, message: &Message) {
+        // ANCHOR: exercise-forward
         for (id, outbox) in &self.outboxes {
             if *id != from {
                 // An error means that writer has ended; its Leave is on its way and will remove it.
                 let _ = outbox.send(message.clone());
             }
         }
+        // ANCHOR_END: exercise-forward
     }
 
     /// How many clients are connected.

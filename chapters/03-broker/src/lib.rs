@@ -76,6 +76,7 @@ async fn page() -> Html<String> {
 /// the broker *before* the handshake response goes out, so a client that sees its connection open
 /// is already in the map: it gets every message sent after that moment.
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // ANCHOR: exercise-upgrade
     let id = ConnId::next();
     let (outbox, outbox_rx) = mpsc::unbounded_channel();
     if state.events.send(Event::Join { id, outbox }).is_err() {
@@ -86,6 +87,7 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         let _ = on_failure.send(Event::Leave { id });
     })
     .on_upgrade(move |socket| connection(socket, id, outbox_rx, state))
+    // ANCHOR_END: exercise-upgrade
 }
 // ANCHOR_END: upgrade
 
@@ -116,6 +118,7 @@ async fn read(
     id: ConnId,
     events: &mpsc::UnboundedSender<Event>,
 ) {
+    // ANCHOR: exercise-read
     while let Some(Ok(message)) = stream.next().await {
         match message {
             Message::Text(_) | Message::Binary(_) => {
@@ -127,6 +130,7 @@ async fn read(
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
+    // ANCHOR_END: exercise-read
 }
 // ANCHOR_END: read
 
