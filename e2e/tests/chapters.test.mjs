@@ -125,7 +125,12 @@ for (const chapter of chapters()) {
         assert.equal(opens.length, 2, `tab A should log two connections, logged ${opens}`);
         await typeAndEnter(a.page, "after reconnect");
         await waitForLogEntry(recipientOf(chapter, tabs).page, "received", "after reconnect");
-        await screenshot(a.page, `${chapter.name}--reconnect`);
+        await screenshotSideBySide(
+          browser,
+          tabs.map((tab) => ({ page: tab.page, caption: tab.caption })),
+          `${chapter.name}--reconnect`,
+          `${chapter.name}: tab A pressed Reconnect, then sent a message`,
+        );
       }));
 
     /**
