@@ -87,12 +87,16 @@ impl Chapter {
 }
 
 /// The workspace root: the directory above this crate. The workshop runs from a checkout of the
-/// repository (`cargo workshop`), so the path it was built at is where the chapters are.
+/// repository through cargo (`cargo workshop`, `cargo test`), which tells it where the crate is;
+/// the path it was built at is the fallback.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest_dir
         .parent()
-        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// Every chapter under `root/chapters`, in order. A directory there that does not look like a

@@ -63,3 +63,21 @@ fn ex03_broker_starter_fails() {
         ),
     );
 }
+
+/// Exercise 04-bounded: the starter compiles and fails its stage suites.
+#[test]
+fn ex04_bounded_starter_fails() {
+    assert_fails(
+        "04-bounded",
+        stage_tests::check(
+            stage_tests::target!(ex04_bounded, "ex04-bounded", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}

@@ -110,6 +110,7 @@ impl Broker {
     // ANCHOR: forward
     /// Offers `message` to every client except the one it came from, without waiting for any.
     fn forward(&mut self, from: ConnId, message: &Message) {
+        // ANCHOR: exercise-forward
         let mut gone = Vec::new();
         for (id, connection) in &mut self.connections {
             if *id == from {
@@ -143,6 +144,7 @@ impl Broker {
         for id in gone {
             self.connections.remove(&id);
         }
+        // ANCHOR_END: exercise-forward
     }
     // ANCHOR_END: forward
 

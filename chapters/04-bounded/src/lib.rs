@@ -98,6 +98,7 @@ async fn page() -> Html<String> {
 /// the broker *before* the handshake response goes out, so a client that sees its connection open
 /// is already in the map: it gets every message sent after that moment.
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // ANCHOR: exercise-upgrade
     let id = ConnId::next();
     let (outbox, outbox_rx) = mpsc::channel(state.config.queue_capacity);
     if state.events.send(Event::Join { id, outbox }).await.is_err() {
@@ -111,6 +112,7 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         });
     })
     .on_upgrade(move |socket| connection(socket, id, outbox_rx, state))
+    // ANCHOR_END: exercise-upgrade
 }
 // ANCHOR_END: upgrade
 
@@ -137,6 +139,7 @@ async fn connection(
 // ANCHOR: read
 /// Reads until the client goes away, handing each data message to the broker.
 async fn read(mut stream: SplitStream<WebSocket>, id: ConnId, events: &mpsc::Sender<Event>) {
+    // ANCHOR: exercise-read
     while let Some(Ok(message)) = stream.next().await {
         match message {
             Message::Text(_) | Message::Binary(_) => {
@@ -157,6 +160,7 @@ async fn read(mut stream: SplitStream<WebSocket>, id: ConnId, events: &mpsc::Sen
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
+    // ANCHOR_END: exercise-read
 }
 // ANCHOR_END: read
 
