@@ -158,9 +158,11 @@ struct Source {
 pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
     let chapter_dir = root.join(chapter.chapter_dir());
     let hints_path = chapter.hints_file();
-    let hints_text = chapter::read(&root.join(&hints_path)).map_err(|err| {
+    let hints_text = fs::read_to_string(root.join(&hints_path)).map_err(|err| {
         format!(
-            "{err}\n(every chapter needs a hints file; workshop/README.md says how to write one)"
+            "cannot read {} ({err}): every chapter needs a hints file; workshop/README.md says \
+             how to write one",
+            hints_path.display()
         )
     })?;
     let hints =

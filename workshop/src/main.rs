@@ -9,7 +9,7 @@ use workshop::{chapter, commands, style::Style};
 ///
 /// Without a command, runs every exercise's stage tests and shows where to continue.
 #[derive(Parser)]
-#[command(name = "cargo workshop", version)]
+#[command(name = "cargo workshop", bin_name = "cargo workshop", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
