@@ -108,6 +108,8 @@ export class ChapterServer {
 
   /** Stops the server whatever state it is in: SIGTERM, then SIGKILL if it does not go. */
   async stop() {
+    // A binary that never started (spawn failed) has no process to stop and never exits.
+    if (this.child.pid === undefined) return;
     try {
       await this.signal("SIGTERM");
     } catch {
