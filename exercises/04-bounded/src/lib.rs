@@ -52,14 +52,16 @@ pub struct Config {
     /// How long the writer waits with nothing to send before it pings the client (e.g. 30s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = fanout_kit::positive_duration)]
     pub ping_interval: Duration,
-    // Why 128: a client's queue only fills when its writer falls behind, and a healthy client's
-    // writer empties it as fast as the network takes the bytes. 128 messages absorbs a burst (a
-    // paste, several people talking at once, a moment of network lag) without loss, while a
-    // client that has stopped reading costs at most 128 messages of memory instead of everything
-    // sent since it stopped. The broker's own queue gets the same room; when it is full, readers
-    // wait, and that costs no memory at all.
+    // Why 256: a client's queue fills whenever messages come in faster than its writer sends them,
+    // and that happens to healthy clients too: in a burst, the broker hands out messages faster
+    // than a writer, which makes one write per message, can send them. 256 messages absorbs a
+    // burst of a couple of hundred (several people pasting at once) without loss even when the
+    // writer gets no CPU time meanwhile; with 128, a burst of 200 messages to one client lost some
+    // now and then on a busy two-core machine. A client that has stopped reading costs at most 256
+    // messages of memory instead of everything sent since it stopped. The broker's own queue gets
+    // the same room; when it is full, readers wait, and that costs no memory at all.
     /// How many messages may wait for one client before messages for it are dropped, and for the broker before readers pause (at least 1).
-    #[arg(long, value_name = "MESSAGES", default_value_t = 128, value_parser = queue_capacity)]
+    #[arg(long, value_name = "MESSAGES", default_value_t = 256, value_parser = queue_capacity)]
     pub queue_capacity: usize,
 }
 
