@@ -24,7 +24,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
 ];
 
 /// The `--queue-capacity` the scenarios run with, so they do not depend on the default.
-const CAPACITY: u64 = 64;
+pub(crate) const CAPACITY: u64 = 64;
 /// Messages in flight per window: less than [`CAPACITY`], so a healthy client's queue never fills.
 const WINDOW: u64 = 32;
 const _: () = assert!(WINDOW < CAPACITY);
@@ -32,7 +32,7 @@ const _: () = assert!(WINDOW < CAPACITY);
 const MESSAGE_SIZE: usize = 16 * 1024;
 /// How many messages it takes to stall the stalled client for sure: 8 MiB, several times what its
 /// socket buffers (on both ends) and its queue can hold together.
-const TO_STALL: u64 = (8 << 20) / MESSAGE_SIZE as u64;
+pub(crate) const TO_STALL: u64 = (8 << 20) / MESSAGE_SIZE as u64;
 
 /// A binary message of [`MESSAGE_SIZE`] bytes that starts with its number.
 fn numbered(number: u64) -> Vec<u8> {
@@ -68,7 +68,7 @@ fn describe(message: &Message) -> String {
 /// `sender` sends the messages numbered `numbers`, a window at a time; after each window every
 /// client in `healthy` must have received all of it, in order. Calls `between_windows` after
 /// each window (to sample something while the push goes on).
-async fn push(
+pub(crate) async fn push(
     sender: &mut Client,
     healthy: &mut [Client],
     numbers: std::ops::Range<u64>,

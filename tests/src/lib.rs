@@ -31,6 +31,8 @@ pub mod broadcast;
 pub mod contract;
 pub mod echo;
 pub mod heartbeat;
+pub mod shutdown;
+pub mod stats;
 
 pub use client::Client;
 pub use process::ServerProcess;

@@ -1,0 +1,24 @@
+use std::process::ExitCode;
+
+use ch05_shutdown::{Config, serve};
+use clap::Parser;
+
+/// Fan-out chapter 05: a clean goodbye on Ctrl+C, and GET /stats answered by the broker.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
+    addr: String,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    fanout_kit::run(&cli.addr, |listener| {
+        serve(listener, cli.config, fanout_kit::shutdown_signal())
+    })
+    .await
+}
