@@ -7,14 +7,14 @@
 //! cargo run --release -p stage-tests --bin stall -- --bin target/release/ch04-bounded
 //! ```
 //!
-//! It starts the binary on a free loopback port and connects, in this order, a client that
-//! completes the handshake and then never reads, a sender, and `--healthy` clients that read
-//! everything. For `--seconds` the sender pushes numbered messages a window at a time, sending the
-//! next window once every healthy client has received the previous one, so the healthy clients
-//! set the pace and never have more than a window waiting for them. Every second it prints the
+//! It starts the binary on a free loopback port and connects, in this order, `--stalled` clients
+//! (default 1) that complete the handshake and then never read, a sender, and `--healthy` clients
+//! that read everything. For `--seconds` the sender pushes numbered messages a window at a time,
+//! sending the next window once every healthy client has received the previous one, so the
+//! healthy clients set the pace and never have more than a window waiting for them. Every second it prints the
 //! server's resident memory and what was delivered; at the end, the totals, the throughput, and
-//! how much the stalled client received once it started reading again. Arguments after `--` go to
-//! the server (e.g. `-- --queue-capacity 32`).
+//! how much each stalled client received once it started reading again. `--stalled 0` gives the
+//! figures to compare with. Arguments after `--` go to the server (e.g. `-- --queue-capacity 32`).
 
 use std::{
     process::ExitCode,
@@ -41,6 +41,9 @@ struct Args {
     /// How many clients read everything.
     #[arg(long, default_value_t = 3)]
     healthy: usize,
+    /// How many clients never read (0 gives the figures to compare with).
+    #[arg(long, default_value_t = 1)]
+    stalled: usize,
     /// The size of each message, in bytes (at least 8: each starts with its number).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(8..))]
     size: u64,
@@ -65,7 +68,10 @@ async fn main() -> ExitCode {
     let flags: Vec<&str> = args.server_flags.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args.bin, &flags).await;
     let url = format!("ws://{}/ws", server.addr);
-    let stalled = StalledClient::connect(server.addr, "stalled").await;
+    let mut stalled = Vec::new();
+    for n in 0..args.stalled {
+        stalled.push(StalledClient::connect(server.addr, &format!("stalled-{n}")).await);
+    }
     let mut sender = Client::connect(&url, "sender").await;
     let mut progress = Vec::new();
     let mut readers = Vec::new();
@@ -77,8 +83,9 @@ async fn main() -> ExitCode {
     }
 
     println!(
-        "{}: 1 stalled client, 1 sender, {} healthy clients, {} B messages, windows of {}{}",
+        "{}: {} stalled, 1 sender, {} healthy clients, {} B messages, windows of {}{}",
         args.bin,
+        args.stalled,
         args.healthy,
         args.size,
         args.window,
@@ -164,19 +171,16 @@ async fn main() -> ExitCode {
         mib(end_rss)
     );
 
-    // The stalled client now reads what the server kept for it.
-    let mut stalled = stalled.resume();
-    let backlog = drain(
-        &mut stalled,
-        Duration::from_millis(500),
-        Duration::from_secs(60),
-    )
-    .await;
-    println!(
-        "stalled:   received {} of {sent} once it read again ({} dropped for it)",
-        backlog,
-        sent - backlog.min(sent)
-    );
+    // Each stalled client now reads what the server kept for it.
+    for (n, client) in stalled.into_iter().enumerate() {
+        let mut client = client.resume();
+        let quiet = Duration::from_millis(500);
+        let backlog = drain(&mut client, quiet, Duration::from_secs(60)).await;
+        println!(
+            "stalled-{n}: received {backlog} of {sent} once it read again ({} dropped for it)",
+            sent - backlog.min(sent)
+        );
+    }
     for reader in readers {
         reader.abort();
     }
