@@ -47,6 +47,22 @@ fn is_anchor_line(line: &str) -> bool {
     trimmed.starts_with("// ANCHOR:") || trimmed.starts_with("// ANCHOR_END:")
 }
 
+/// A code line without a book anchor after it (`} // ANCHOR_END: stats` becomes `}`). An
+/// exercise marker there is an error: it has to be a line of its own.
+fn strip_trailing_anchor(line: &str) -> Result<String, String> {
+    let at = ["// ANCHOR:", "// ANCHOR_END:"]
+        .iter()
+        .filter_map(|anchor| line.find(anchor))
+        .min();
+    let Some(at) = at else {
+        return Ok(line.to_string());
+    };
+    if line[at..].contains(" exercise-") {
+        return Err("an exercise marker must be a comment line of its own".to_string());
+    }
+    Ok(line[..at].trim_end().to_string())
+}
+
 fn marker_id<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     line.trim().strip_prefix(marker).map(str::trim)
 }
@@ -107,10 +123,13 @@ pub fn scan(text: &str) -> Result<Vec<Piece>, String> {
             pieces.push(Piece::Region(region));
         } else if is_anchor_line(line) {
             // A listing anchor for the book: it has no place in an exercise.
-        } else if let Some(region) = &mut open {
-            region.body.push((*line).to_string());
         } else {
-            pieces.push(Piece::Line((*line).to_string()));
+            let line =
+                strip_trailing_anchor(line).map_err(|err| format!("line {number}: {err}"))?;
+            match &mut open {
+                Some(region) => region.body.push(line),
+                None => pieces.push(Piece::Line(line)),
+            }
         }
     }
     if let Some(region) = open {
@@ -267,6 +286,13 @@ fn answer() -> u32 {
         );
     }
 
+    /// A book anchor after code on the same line goes; the code stays.
+    #[test]
+    fn trailing_book_anchors_are_stripped() {
+        let pieces = scan("match x {\n    _ => {} // ANCHOR_END: arms\n}\n").expect("well marked");
+        assert_eq!(solution(&pieces), "match x {\n    _ => {}\n}\n");
+    }
+
     /// The solution keeps the regions' code and drops every anchor line.
     #[test]
     fn the_solution_keeps_the_code_without_markers() {
@@ -317,6 +343,10 @@ fn answer() -> u32 {
             (
                 "// ANCHOR: exercise-a b\n",
                 "line 1: `a b` is not a region id",
+            ),
+            (
+                "x\n} // ANCHOR_END: exercise-a\n",
+                "line 2: an exercise marker must be a comment line of its own",
             ),
         ];
         for (source, expected) in cases {

@@ -81,3 +81,23 @@ fn ex04_bounded_starter_fails() {
         ),
     );
 }
+
+/// Exercise 05-shutdown: the starter compiles and fails its stage suites.
+#[test]
+fn ex05_shutdown_starter_fails() {
+    assert_fails(
+        "05-shutdown",
+        stage_tests::check(
+            stage_tests::target!(ex05_shutdown, "ex05-shutdown", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+                stage_tests::shutdown::SCENARIOS,
+                stage_tests::stats::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}

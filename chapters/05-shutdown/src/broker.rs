@@ -136,8 +136,10 @@ impl Broker {
             }
             // ANCHOR: stats
             Event::Stats { reply } => {
+                // ANCHOR: exercise-answer
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
+                // ANCHOR_END: exercise-answer
             } // ANCHOR_END: stats
         }
     }

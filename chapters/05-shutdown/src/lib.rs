@@ -131,6 +131,7 @@ pub async fn serve(
         .await?;
     // axum has stopped accepting and has finished its plain HTTP requests. The WebSockets are
     // ours: they are closing now, and we wait for them, but not forever.
+    // ANCHOR: exercise-drain
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
@@ -141,6 +142,7 @@ pub async fn serve(
             "connections still open after the grace period; leaving them"
         );
     }
+    // ANCHOR_END: exercise-drain
     Ok(())
 }
 // ANCHOR_END: serve
@@ -154,6 +156,7 @@ async fn page() -> Html<String> {
 /// any event, with a oneshot sender for the answer; the broker answers between two events, so
 /// the counts are always consistent with each other.
 async fn stats(State(state): State<AppState>) -> Response {
+    // ANCHOR: exercise-stats
     let (reply, answer) = oneshot::channel();
     if state.events.send(Event::Stats { reply }).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response(); // the broker is gone
@@ -163,6 +166,7 @@ async fn stats(State(state): State<AppState>) -> Response {
         // The broker dropped our request without answering: it stopped while we waited.
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+    // ANCHOR_END: exercise-stats
 }
 // ANCHOR_END: stats
 
@@ -222,6 +226,7 @@ async fn connection(
     state: AppState,
 ) {
     tracing::info!(%id, "client connected");
+    // ANCHOR: exercise-connection
     let (sink, mut stream) = socket.split();
     let (finish, finish_rx) = oneshot::channel();
     let writer = tokio::spawn(write(
@@ -248,6 +253,7 @@ async fn connection(
     let _ = state.events.send(Event::Leave { id }).await;
     // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
     let _ = writer.await;
+    // ANCHOR_END: exercise-connection
     tracing::info!(%id, "client disconnected");
 }
 // ANCHOR_END: connection
@@ -296,6 +302,7 @@ async fn write(
     mut finish: oneshot::Receiver<Goodbye>,
     ping_interval: Duration,
 ) {
+    // ANCHOR: exercise-write
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -331,6 +338,7 @@ async fn write(
         // Bounded for the same reason: a client that reads nothing would never take it.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
+    // ANCHOR_END: exercise-write
 }
 // ANCHOR_END: write
 

@@ -1,0 +1,29 @@
+// Fan-out workshop, exercise 05-shutdown: generated from chapters/05-shutdown by `cargo workshop generate`.
+//
+// Nothing to do in this file: it is the finished part of the exercise. Your part is in
+// src/broker.rs, src/lib.rs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ex05_shutdown::{Config, serve};
+
+/// Fan-out chapter 05: a clean goodbye on Ctrl+C, and GET /stats answered by the broker.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
+    addr: String,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    fanout_kit::run(&cli.addr, |listener| {
+        serve(listener, cli.config, fanout_kit::shutdown_signal())
+    })
+    .await
+}
