@@ -67,23 +67,15 @@ fn ws_url(addr: SocketAddr) -> String {
     format!("ws://{addr}/ws")
 }
 
-/// One number from the server's `GET /stats` JSON, e.g. `connections`.
+/// One counter from the server's `GET /stats` JSON, e.g. `connections` or `timed_out`.
 async fn stat(addr: SocketAddr, field: &str) -> u64 {
     let response = http::get(addr, "/stats").await;
     assert_eq!(response.status, 200, "GET /stats should succeed");
-    let key = format!("\"{field}\"");
-    response
-        .body
-        .split_once(&key)
-        .and_then(|(_, rest)| rest.trim_start().strip_prefix(':'))
-        .map(|rest| {
-            rest.trim_start()
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|digits| digits.parse().ok())
-        .unwrap_or_else(|| panic!("/stats should have a number {key}: {}", response.body))
+    let json: serde_json::Value = serde_json::from_str(&response.body)
+        .unwrap_or_else(|err| panic!("GET /stats should be JSON ({err}): {:?}", response.body));
+    json.get(field)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("/stats should have an integer {field:?}: {json}"))
 }
 
 /// Waits (within [`WAIT`]) until `/stats` counts `expected` connections.
@@ -111,6 +103,13 @@ async fn assert_healthy(addr: SocketAddr, after: &str) {
     bob.expect_text("still serving?").await;
     bob.send_text("yes").await;
     alice.expect_text("yes").await;
+}
+
+/// One client connects and is served (for a server that allows only one).
+async fn assert_healthy_alone(addr: SocketAddr) {
+    let mut alone = Client::connect(&ws_url(addr), "alone").await;
+    alone.send_text("a").await;
+    alone.expect_silence().await;
 }
 
 /// Fails if the process's stderr shows a panic (any thread, any task).
@@ -166,6 +165,11 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout(target: Ta
         files_without_mallory
     );
     expect_connections(server.addr, 2, "mallory was cut off").await;
+    assert_eq!(
+        stat(server.addr, "timed_out").await,
+        1,
+        "/stats should count mallory as timed out"
+    );
     // The others carry on.
     bob.send_text("after mallory").await;
     carol.expect_text("after mallory").await;
@@ -174,18 +178,29 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout(target: Ta
 }
 // ANCHOR_END: never_reads
 
-/// A client that sends half a frame and then resets the TCP connection (RST, not FIN) is removed,
-/// and the server goes on serving everybody else without a panic.
+/// A client that sends half a frame and then resets the TCP connection (RST, not FIN) is removed
+/// and its socket closed, and the server goes on serving everybody else without a panic.
 async fn a_reset_in_the_middle_of_a_frame_leaves_the_server_healthy(target: Target) {
     let server = ServerProcess::start(bin(&target), &[]).await;
-    for half in [1, 2, 6, 500] {
-        let mut mallory = RawClient::connect(server.addr, "mallory").await;
+    let pid = server.pid();
+    assert_healthy(server.addr, "start-up").await;
+    expect_connections(server.addr, 0, "the start-up clients left").await;
+    let files_before = faults::open_files(pid);
+    // Cut inside the first header byte pair, the extended length, the mask, and the payload.
+    for cut in [1, 3, 6, 500] {
+        let mut mallory = RawClient::connect(server.addr, &format!("reset after {cut}")).await;
         expect_connections(server.addr, 1, "mallory joined").await;
         let frame = Frame::binary(vec![7u8; 1000]).encode();
-        mallory.write_all(&frame[..half]).await;
+        mallory.write_all(&frame[..cut]).await;
         mallory.reset();
         expect_connections(server.addr, 0, "mallory reset her connection").await;
     }
+    let closed = eventually(WAIT, || faults::open_files(pid) <= files_before).await;
+    assert!(
+        closed,
+        "after four resets the server has {} files open, {files_before} before",
+        faults::open_files(pid)
+    );
     assert_healthy(server.addr, "resets").await;
     assert_no_panic(&server);
 }
@@ -387,9 +402,14 @@ async fn connections_beyond_the_limit_are_refused_with_503_until_one_leaves(targ
         }
         Ok(_) => panic!("a third client should be refused with --max-connections 2"),
     }
-    // Those connected are not disturbed by the refusal.
+    // Those connected are not disturbed by the refusal, which is counted.
     alice.send_text("two of us").await;
     bob.expect_text("two of us").await;
+    assert_eq!(
+        stat(server.addr, "refused").await,
+        1,
+        "/stats should count the refusal"
+    );
 
     alice.send_close(1000, "making room").await;
     let _ = alice.expect_end().await;
@@ -447,6 +467,11 @@ async fn a_peer_that_never_answers_pings_is_dropped_after_the_idle_timeout(targe
         "the silent peer was dropped after {after:?}, before the {IDLE_TIMEOUT} idle timeout"
     );
     expect_connections(server.addr, 0, "the silent peer was dropped").await;
+    assert_eq!(
+        stat(server.addr, "timed_out").await,
+        1,
+        "/stats should count the silent peer as timed out"
+    );
 }
 
 /// A client that answers every Ping but sends nothing else stays connected long after
@@ -583,8 +608,22 @@ async fn help_lists_every_limit_with_its_default(target: Target) {
 
 /// Limits that make no sense (a zero size or count, an idle timeout the pings cannot keep alive)
 /// stop the program at startup with an error naming the flag, not a panic and not a server that
-/// drops every client.
+/// drops every client; the smallest sensible values are accepted.
 async fn nonsensical_limits_are_refused_at_startup(target: Target) {
+    let smallest = [
+        "--max-message-size",
+        "1",
+        "--max-connections",
+        "1",
+        "--ping-interval",
+        "1s",
+        "--idle-timeout",
+        "2s",
+    ];
+    let server = ServerProcess::start(bin(&target), &smallest).await;
+    assert_healthy_alone(server.addr).await;
+    assert_no_panic(&server);
+
     for (flags, named) in [
         (&["--max-message-size", "0"][..], "--max-message-size"),
         (&["--max-message-size", "lots"][..], "--max-message-size"),

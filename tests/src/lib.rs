@@ -30,6 +30,8 @@ pub mod bounded;
 pub mod broadcast;
 pub mod contract;
 pub mod echo;
+pub mod faults;
+pub mod hardening;
 pub mod heartbeat;
 pub mod shutdown;
 pub mod stats;
