@@ -71,9 +71,12 @@ where
             return ExitCode::FAILURE;
         }
     };
+    // Build the server (and with it the signal handlers) before announcing the address: whoever
+    // reads the line may connect, or send a signal, at once.
+    let server = serve(listener);
     // Stdout is line-buffered, so the line is out before the first connection is accepted.
     println!("listening on http://{local}");
-    match serve(listener).await {
+    match server.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(%err, "server stopped with an error");
@@ -84,32 +87,46 @@ where
 }
 
 /// Resolves on Ctrl+C (SIGINT) or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed when this function is *called*, not when the future is first
+/// polled: axum polls its shutdown future from a task of its own, a little later, and a signal
+/// arriving in between would otherwise meet the default handler and kill the process with no
+/// clean exit. Call it inside the tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            tokio::select! {
+                () = wait_for("SIGINT", interrupt) => {}
+                () = wait_for("SIGTERM", terminate) => {}
+            }
+            tracing::info!("shutdown signal received");
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(%err, "cannot listen for Ctrl+C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
+}
+
+/// Waits for one signal; if its handler could not be installed, says so and waits forever (the
+/// other signal, or a kill, still ends the process).
+#[cfg(unix)]
+async fn wait_for(name: &str, handler: io::Result<tokio::signal::unix::Signal>) {
+    match handler {
+        Ok(mut handler) => {
+            handler.recv().await;
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -20,6 +20,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary logs_connects_and_disconnects_to_stderr,
     @binary sigterm_exits_with_code_zero,
     @binary sigint_exits_with_code_zero,
+    @binary a_signal_right_after_the_listening_line_is_a_clean_exit,
 ];
 
 fn bin(target: &Target) -> &'static str {
@@ -264,6 +265,20 @@ async fn exits_zero_on(target: Target, signal: Signal) {
     assert!(
         !server.stderr().contains("panicked"),
         "stderr shows a panic:\n{}",
+        server.stderr()
+    );
+}
+
+/// A SIGTERM sent the moment `listening on` is printed already meets the server's handler (not
+/// the default one, which would kill the process without a clean exit).
+async fn a_signal_right_after_the_listening_line_is_a_clean_exit(target: Target) {
+    let mut server = ServerProcess::start(bin(&target), &[]).await;
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(WAIT).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM right after start should exit with 0 (a signal death means the handler was not installed yet); stderr:\n{}",
         server.stderr()
     );
 }
