@@ -137,8 +137,9 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout(target: Ta
     expect_connections(server.addr, 2, "bob and carol").await;
     let files_without_mallory = faults::open_files(pid);
 
-    // A 4 KiB receive buffer: a few hundred kilobytes in flight fill mallory's side and the
-    // server's socket buffer, and then the server's writer for mallory cannot write.
+    // A 4 KiB receive buffer keeps mallory's TCP window small, and the server's send buffer holds
+    // a few MiB at most (Linux grows it up to the last figure of `net.ipv4.tcp_wmem`, 4 MiB by
+    // default): the 9.6 MiB below leave the server's writer for mallory unable to write.
     let mallory = RawClient::connect_with_receive_buffer(server.addr, "mallory", 4096).await;
     expect_connections(server.addr, 3, "mallory joined").await;
 

@@ -329,7 +329,6 @@ async fn serve_with_broker_task(
     // ⑦ Otherwise the broker is gone, and every outbox with it: each writer has seen its outbox
     // close and says Close 1011 (⑤). Cancelling `stopping` would race that with Close 1001.
     // The WebSockets are closing now, and we wait for them, but not forever.
-    // ANCHOR: exercise-drain
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
@@ -340,14 +339,13 @@ async fn serve_with_broker_task(
             "connections still open after the grace period; leaving them"
         );
     }
-    // ANCHOR_END: exercise-drain
     outcome
 }
 // ANCHOR_END: serve
 
 // ANCHOR: accept
-/// Pause after a failed `accept`, typically for want of file descriptors: without it, the loop
-/// would spin on the same error as fast as the CPU allows.
+/// Pause after `accept` fails for want of resources (no file descriptor left, typically): without
+/// it, the loop would spin on the same error as fast as the CPU allows.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves
@@ -399,6 +397,13 @@ async fn accept(
                         }
                     });
                 }
+                // A connection that died while it waited to be accepted: only that one is lost.
+                Err(err) if matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                ) => {}
+                // Out of file descriptors or memory: the next `accept` would fail the same way
+                // at once. Wait for connections to close, and never give up serving those open.
                 Err(err) => {
                     tracing::warn!(%err, "cannot accept a connection");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -430,7 +435,6 @@ async fn page() -> Html<String> {
 /// any event, with a oneshot sender for the answer; the broker answers between two events, so
 /// the counts are always consistent with each other.
 async fn stats(State(state): State<AppState>) -> Response {
-    // ANCHOR: exercise-stats
     let (reply, answer) = oneshot::channel();
     if state.events.send(Event::Stats { reply }).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response(); // the broker is gone
@@ -440,7 +444,6 @@ async fn stats(State(state): State<AppState>) -> Response {
         // The broker dropped our request without answering: it stopped while we waited.
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    // ANCHOR_END: exercise-stats
 }
 // ANCHOR_END: stats
 
@@ -573,6 +576,7 @@ async fn connection(
 /// Reads until the client goes away, handing each data message to the broker. Returns the Close
 /// the writer should end with.
 async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> Goodbye {
+    // ANCHOR: exercise-read
     loop {
         let message = match tokio::time::timeout(state.idle_timeout, stream.next()).await {
             Ok(Some(Ok(message))) => message,
@@ -620,6 +624,7 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
+    // ANCHOR_END: exercise-read
 }
 // ANCHOR_END: read
 
@@ -632,6 +637,7 @@ const MAX_REASON: usize = 123;
 /// frame, a reserved bit or opcode, a fragmented Ping, ...). `None` when the connection itself
 /// failed: then there is nobody to tell.
 fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
+    // ANCHOR: exercise-refusal
     use tungstenite::error::{Error, ProtocolError};
     // axum passes tungstenite's error on without naming its type; the type is still there to ask.
     let error = error.into_inner().downcast::<Error>().ok()?;
@@ -658,6 +664,7 @@ fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
         code,
         reason: reason.into(),
     })
+    // ANCHOR_END: exercise-refusal
 }
 // ANCHOR_END: close_codes
 
