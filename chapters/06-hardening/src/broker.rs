@@ -868,6 +868,7 @@ mod model {
         }
     }
 
+    // ANCHOR: property
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         /// Whatever happens, in whatever order: no panic, no echo, no queue over its capacity, no
@@ -878,5 +879,6 @@ mod model {
             run_steps(steps);
         }
     }
+    // ANCHOR_END: property
 }
 // ANCHOR_END: model
