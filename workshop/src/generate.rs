@@ -127,12 +127,52 @@ fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[
 
 /// The allow that keeps a starter quiet under `-D warnings`: the `todo!`s leave variables,
 /// imports and helpers unused and the code after them unreachable.
+/// `clippy::todo` is there for chapters that deny it (chapter 06 denies every way to panic).
 const ALLOW: &str = "\
-//
 // The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
 // stage tests pass, to hear the compiler's warnings about your code again.
-#![allow(dead_code, unreachable_code, unused_imports, unused_mut, unused_variables)]
+#![allow(
+    clippy::todo,
+    dead_code,
+    unreachable_code,
+    unused_imports,
+    unused_mut,
+    unused_variables
+)]
 ";
+
+/// `text` with [`ALLOW`] after its leading inner attributes: a later lint attribute overrides an
+/// earlier one, so the allow must come after a chapter's own `#![deny(..)]`. `None` when the file
+/// has no inner attribute (the allow then goes at the top).
+fn after_inner_attributes(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut end_of_attributes = None;
+    let mut depth = 0usize;
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if depth > 0 || trimmed.starts_with("#![") {
+            depth += line.matches(['(', '[']).count();
+            depth = depth.saturating_sub(line.matches([')', ']']).count());
+            if depth == 0 {
+                end_of_attributes = Some(index);
+            }
+        } else if !(trimmed.is_empty() || trimmed.starts_with("//")) {
+            break;
+        }
+    }
+    let end = end_of_attributes?;
+    let mut out = String::new();
+    for line in &lines[..=end] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(ALLOW);
+    for line in &lines[end + 1..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    Some(out)
+}
 
 /// Whether `file` (relative to the crate) is the root of the library, and so the place for a
 /// crate-wide `#![allow]` that covers every module of the library.
@@ -256,19 +296,17 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
         let (starter_text, solution_text) = match &source.pieces {
             Some(pieces) => {
                 let here = regions::regions(pieces).count();
-                let mut head = rust_banner(chapter, &source.file, here, &todo_files);
+                let head = rust_banner(chapter, &source.file, here, &todo_files);
                 let needs_allow = (is_library_root(&source.file) && library_has_todos)
                     || (!in_library(&source.file) && here > 0);
-                if needs_allow {
-                    head.push_str(ALLOW);
-                }
-                head.push('\n');
+                let with_allow = |body: String| match after_inner_attributes(&body) {
+                    Some(body) if needs_allow => format!("{head}\n{body}"),
+                    None if needs_allow => format!("{head}//\n{ALLOW}\n{body}"),
+                    _ => format!("{head}\n{body}"),
+                };
                 (
-                    format(
-                        format!("{head}{}", regions::starter(pieces, message)),
-                        &source.file,
-                    )?,
-                    format(format!("{head}{}", regions::solution(pieces)), &source.file)?,
+                    format(with_allow(regions::starter(pieces, message)), &source.file)?,
+                    format(with_allow(regions::solution(pieces)), &source.file)?,
                 )
             }
             None if source.file == Path::new("Cargo.toml") => {

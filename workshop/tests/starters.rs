@@ -101,3 +101,24 @@ fn ex05_shutdown_starter_fails() {
         ),
     );
 }
+
+/// Exercise 06-hardening: the starter compiles and fails its stage suites.
+#[test]
+fn ex06_hardening_starter_fails() {
+    assert_fails(
+        "06-hardening",
+        stage_tests::check(
+            stage_tests::target!(ex06_hardening, "ex06-hardening", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+                stage_tests::shutdown::SCENARIOS,
+                stage_tests::stats::SCENARIOS,
+                stage_tests::hardening::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}

@@ -372,8 +372,8 @@ async fn accept(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            // In this order, and from the first poll on: that first poll is what installs the
-            // signal handlers behind `shutdown`.
+            // In this order: once shutdown is signalled or the broker has ended, no connection
+            // still waiting in the backlog is accepted.
             biased;
             () = &mut shutdown => return Ok(()),
             ended = &mut broker => return Err(broker_gone(ended)),
