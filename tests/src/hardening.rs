@@ -41,6 +41,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     a_client_that_answers_pings_outlives_the_idle_timeout,
     a_request_that_stalls_in_its_headers_is_cut_off,
     @binary a_thousand_connections_later_nothing_is_left_open,
+    @binary running_out_of_file_descriptors_is_survived,
     @binary help_lists_every_limit_with_its_default,
     @binary nonsensical_limits_are_refused_at_startup,
 ];
@@ -584,6 +585,37 @@ async fn a_thousand_connections_later_nothing_is_left_open(target: Target) {
     assert_no_panic(&server);
 }
 // ANCHOR_END: thousand
+
+// ANCHOR: out_of_files
+/// A server that runs out of file descriptors (this one may open 64) keeps running: it says so in
+/// its log, the connections it cannot accept yet wait in the kernel's backlog, and once clients
+/// leave it accepts and serves again. An accept loop that gave up at its first error would have
+/// stopped serving for good, and one that retried at once would spin.
+async fn running_out_of_file_descriptors_is_survived(target: Target) {
+    const OPEN_FILES: u32 = 64;
+    let server = ServerProcess::start_with_open_file_limit(bin(&target), &[], OPEN_FILES).await;
+    let mut crowd = Vec::new();
+    for _ in 0..OPEN_FILES + 16 {
+        let socket = tokio::time::timeout(WAIT, TcpStream::connect(server.addr))
+            .await
+            .expect("the kernel completes connections into the backlog at once")
+            .expect("connecting to the server");
+        crowd.push(socket);
+    }
+    let told = eventually(WAIT, || server.stderr().contains("cannot accept")).await;
+    assert!(
+        told,
+        "with {} connections and {OPEN_FILES} files allowed, the log should say it cannot accept \
+         one:\n{}",
+        crowd.len(),
+        server.stderr()
+    );
+    drop(crowd);
+    // The crowd's sockets close, the server's with them, and the backlog drains.
+    assert_healthy(server.addr, "running out of files").await;
+    assert_no_panic(&server);
+}
+// ANCHOR_END: out_of_files
 
 /// `--help` lists every limit and timeout with its default, so an operator can see what protects
 /// the server without reading the code.

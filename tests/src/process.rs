@@ -28,9 +28,31 @@ impl ServerProcess {
     /// Starts `bin --addr 127.0.0.1:0 <flags>` and waits (at most [`WAIT`]) for its
     /// `listening on http://IP:PORT` line.
     pub async fn start(bin: &str, flags: &[&str]) -> ServerProcess {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command.args(["--addr", "127.0.0.1:0"]).args(flags);
+        ServerProcess::spawn(command, bin).await
+    }
+
+    /// Like [`start`](Self::start), but the process may open at most `open_files` files
+    /// (`RLIMIT_NOFILE`, set by util-linux's `prlimit`, which then runs the binary in its place):
+    /// for scenarios about a server that runs out of file descriptors.
+    pub async fn start_with_open_file_limit(
+        bin: &str,
+        flags: &[&str],
+        open_files: u32,
+    ) -> ServerProcess {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}"))
+            .arg("--")
+            .arg(bin)
             .args(["--addr", "127.0.0.1:0"])
-            .args(flags)
+            .args(flags);
+        ServerProcess::spawn(command, bin).await
+    }
+
+    async fn spawn(mut command: Command, bin: &str) -> ServerProcess {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
