@@ -688,5 +688,11 @@ async fn nonsensical_limits_are_refused_at_startup(target: Target) {
             flags.join(" "),
             run.stderr
         );
+        assert!(
+            !run.stdout.contains("listening on"),
+            "`{}` should be refused before the server binds, not after:\n{}",
+            flags.join(" "),
+            run.stdout
+        );
     }
 }

@@ -130,17 +130,18 @@ impl Broker {
                     self.counts.disconnected += 1;
                 }
             }
-            Event::Message { from, message } => {
-                self.counts.messages_in += 1;
-                self.forward(from, &message);
-            }
             // ANCHOR: stats
             Event::Stats { reply } => {
                 // ANCHOR: exercise-answer
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
                 // ANCHOR_END: exercise-answer
-            } // ANCHOR_END: stats
+            }
+            // ANCHOR_END: stats
+            Event::Message { from, message } => {
+                self.counts.messages_in += 1;
+                self.forward(from, &message);
+            }
         }
     }
 

@@ -183,15 +183,16 @@ impl Broker {
                     self.counts.disconnected = self.counts.disconnected.saturating_add(1);
                 }
             }
-            Event::Message { from, message } => {
-                self.counts.messages_in = self.counts.messages_in.saturating_add(1);
-                self.forward(from, &message, now);
-            }
             // ANCHOR: stats
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
-            } // ANCHOR_END: stats
+            }
+            // ANCHOR_END: stats
+            Event::Message { from, message } => {
+                self.counts.messages_in = self.counts.messages_in.saturating_add(1);
+                self.forward(from, &message, now);
+            }
             Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
             Event::TimedOut { id } => {
                 if self.connections.remove(&id).is_some() {

@@ -131,14 +131,14 @@ impl Broker {
                     self.counts.disconnected += 1;
                 }
             }
-            Event::Message { from, message } => {
-                self.counts.messages_in += 1;
-                self.forward(from, &message);
-            }
             Event::Stats { reply } => {
                 todo!(
                     "Send `self.stats()` on `reply`, and ignore the error that says the asker has gone."
                 )
+            }
+            Event::Message { from, message } => {
+                self.counts.messages_in += 1;
+                self.forward(from, &message);
             }
         }
     }

@@ -183,13 +183,13 @@ impl Broker {
                     self.counts.disconnected = self.counts.disconnected.saturating_add(1);
                 }
             }
-            Event::Message { from, message } => {
-                self.counts.messages_in = self.counts.messages_in.saturating_add(1);
-                self.forward(from, &message, now);
-            }
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
+            }
+            Event::Message { from, message } => {
+                self.counts.messages_in = self.counts.messages_in.saturating_add(1);
+                self.forward(from, &message, now);
             }
             Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
             Event::TimedOut { id } => {

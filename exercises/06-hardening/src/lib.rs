@@ -160,6 +160,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     // Why 10 s: a browser sends its whole request at once; 10 s is plenty on a slow network and
     // lets a client that dribbles bytes to hold a connection open (slowloris) hold it only briefly.
+    // hyper also starts this clock when a kept-alive connection waits for its next request, so an
+    // idle HTTP connection is closed after it too.
     /// How long a client may take to send the headers of an HTTP request, the WebSocket handshake included.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
@@ -686,6 +688,13 @@ mod tests {
         for bad in ["0s", "25h", "18000000000000000000s", "soon"] {
             assert!(duration(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    /// The broker's own default stall limit is the default `--write-timeout`, as its doc says.
+    #[test]
+    fn the_default_stall_limit_is_the_default_write_timeout() {
+        let config = Config::parse_from(["test"]);
+        assert_eq!(config.write_timeout, broker::DEFAULT_STALL_LIMIT);
     }
 
     /// `--idle-timeout` defaults to three ping intervals and must be at least two.

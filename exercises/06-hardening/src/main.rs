@@ -18,7 +18,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser, error::ErrorKind};
 use ex06_hardening::{Config, serve};
 
 /// Fan-out chapter 06: hardening: limits, timeouts and close codes for whatever a client sends, and no panics by construction.
@@ -35,6 +35,13 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Flags that clap cannot check one by one are checked before binding, so a mistake is an
+    // error like any other bad flag (exit code 2), not a server that starts and stops.
+    if let Err(err) = cli.config.idle_timeout() {
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, err)
+            .exit();
+    }
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())
     })
