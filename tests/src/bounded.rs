@@ -209,21 +209,8 @@ async fn queue_capacity_must_be_at_least_one(target: Target) {
         .bin
         .expect("this scenario needs the chapter's binary");
     for bad in ["0", "-1", "lots"] {
-        let run = process::run_to_end(bin, &[&format!("--queue-capacity={bad}")]).await;
-        assert!(
-            !run.status.success(),
-            "--queue-capacity {bad} should be refused"
-        );
-        assert!(
-            run.stderr.contains("--queue-capacity"),
-            "the error should name the flag:\n{}",
-            run.stderr
-        );
-        assert!(
-            !run.stderr.contains("panicked"),
-            "a bad flag must not panic:\n{}",
-            run.stderr
-        );
+        let flag = format!("--queue-capacity={bad}");
+        process::assert_flag_refused(bin, &[&flag], "--queue-capacity").await;
     }
 }
 

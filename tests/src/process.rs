@@ -175,3 +175,30 @@ pub async fn run_to_end(bin: &str, args: &[&str]) -> Finished {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Runs `bin flags…` and asserts it is refused at startup the way every bad flag must be: a
+/// non-zero exit, an error on stderr that names `flag`, no panic, and no `listening on` line
+/// (the mistake is caught before the server binds).
+pub async fn assert_flag_refused(bin: &str, flags: &[&str], flag: &str) {
+    let run = run_to_end(bin, flags).await;
+    let given = flags.join(" ");
+    assert!(
+        !run.status.success(),
+        "`{given}` should be refused at startup"
+    );
+    assert!(
+        run.stderr.contains(flag),
+        "the error for `{given}` should name {flag}:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("panicked"),
+        "`{given}` must not panic:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("listening on"),
+        "`{given}` should be refused before the server binds, not after:\n{}",
+        run.stdout
+    );
+}

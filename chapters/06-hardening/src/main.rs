@@ -33,7 +33,9 @@ async fn main() -> ExitCode {
     // Flags that clap cannot check one by one are checked before binding, so a mistake is an
     // error like any other bad flag (exit code 2), not a server that starts and stops.
     if let Err(err) = cli.config.idle_timeout() {
-        Cli::command().error(ErrorKind::ArgumentConflict, err).exit();
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, err)
+            .exit();
     }
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())
