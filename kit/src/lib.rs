@@ -34,6 +34,28 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses the command line. `--help` and `--version` print and exit 0 as usual; a mistake (an
+/// unknown flag, a value that does not parse) is one line on stderr and exit code 2.
+pub fn parse_flags<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(flags) => flags,
+        Err(err) => exit_on_flag_error(err),
+    }
+}
+
+/// Reports a flag mistake on one line and exits with code 2, as clap does but without the usage
+/// block: the first line already names the flag, and `--help` is one command away.
+pub fn exit_on_flag_error(err: clap::Error) -> ! {
+    if !err.use_stderr() {
+        // Not a mistake: `--help` or `--version` asked for this text, on stdout.
+        err.exit();
+    }
+    let rendered = err.render().to_string();
+    let first_line = rendered.lines().next().unwrap_or("error: invalid flags");
+    eprintln!("{first_line} (see --help)");
+    std::process::exit(2);
+}
+
 /// Logs go to stderr, filtered by `RUST_LOG` (default: `info`, which shows connects and
 /// disconnects but not every message).
 pub fn init_tracing() {

@@ -177,7 +177,7 @@ pub async fn run_to_end(bin: &str, args: &[&str]) -> Finished {
 }
 
 /// Runs `bin flags…` and asserts it is refused at startup the way every bad flag must be: a
-/// non-zero exit, an error on stderr that names `flag`, no panic, and no `listening on` line
+/// non-zero exit, one line on stderr that names `flag`, no panic, and no `listening on` line
 /// (the mistake is caught before the server binds).
 pub async fn assert_flag_refused(bin: &str, flags: &[&str], flag: &str) {
     let run = run_to_end(bin, flags).await;
@@ -189,6 +189,15 @@ pub async fn assert_flag_refused(bin: &str, flags: &[&str], flag: &str) {
     assert!(
         run.stderr.contains(flag),
         "the error for `{given}` should name {flag}:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .count(),
+        1,
+        "the error for `{given}` should be one line:\n{}",
         run.stderr
     );
     assert!(

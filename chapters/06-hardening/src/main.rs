@@ -29,13 +29,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = fanout_kit::parse_flags();
     // Flags that clap cannot check one by one are checked before binding, so a mistake is an
     // error like any other bad flag (exit code 2), not a server that starts and stops.
     if let Err(err) = cli.config.idle_timeout() {
-        Cli::command()
-            .error(ErrorKind::ArgumentConflict, err)
-            .exit();
+        fanout_kit::exit_on_flag_error(Cli::command().error(ErrorKind::ArgumentConflict, err));
     }
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())
