@@ -11,7 +11,7 @@
     clippy::indexing_slicing
 )]
 
-use std::{future::Future, io, process::ExitCode, time::Duration};
+use std::{future::Future, io, net::SocketAddr, process::ExitCode, time::Duration};
 
 use axum::response::Html;
 use tokio::net::TcpListener;
@@ -79,19 +79,8 @@ where
     Fut: Future<Output = io::Result<()>>,
 {
     init_tracing();
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("error: cannot listen on {addr}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = match listener.local_addr() {
-        Ok(local) => local,
-        Err(err) => {
-            eprintln!("error: cannot read the bound address: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some((listener, local)) = bind(addr).await else {
+        return ExitCode::FAILURE;
     };
     // Build the server (and with it the signal handlers) before announcing the address: whoever
     // reads the line may connect, or send a signal, at once.
@@ -104,6 +93,26 @@ where
             tracing::error!(%err, "server stopped with an error");
             eprintln!("error: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds `addr` and reads back the address really bound (port 0 becomes a real port). A failure
+/// (an address in use, a host that does not resolve) is one line on stderr and `None`: the caller
+/// exits with code 1.
+pub async fn bind(addr: &str) -> Option<(TcpListener, SocketAddr)> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {addr}: {err}");
+            return None;
+        }
+    };
+    match listener.local_addr() {
+        Ok(local) => Some((listener, local)),
+        Err(err) => {
+            eprintln!("error: cannot read the bound address: {err}");
+            None
         }
     }
 }

@@ -171,22 +171,10 @@ async fn unknown_flag_is_a_one_line_error(target: Target) {
         "an unknown flag should exit with 2; stderr:\n{}",
         run.stderr
     );
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one line on stderr, got:\n{}",
-        run.stderr
-    );
+    let line = process::one_line(&run.stderr);
     assert!(
-        lines
-            .iter()
-            .all(|line| line.starts_with("error:") && line.contains("--no-such-flag")),
-        "the line should be an error naming the flag: {lines:?}"
+        line.starts_with("error:") && line.contains("--no-such-flag"),
+        "the line should be an error naming the flag: {line:?}"
     );
 }
 
@@ -203,20 +191,10 @@ async fn address_in_use_is_a_one_line_error(target: Target) {
         "an address in use should exit with 1; stderr:\n{}",
         run.stderr
     );
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one line on stderr, got:\n{}",
-        run.stderr
-    );
+    let line = process::one_line(&run.stderr);
     assert!(
-        lines.first().is_some_and(|line| line.contains(&addr)),
-        "the error should name the address: {lines:?}"
+        line.contains(&addr),
+        "the error should name the address: {line:?}"
     );
 }
 

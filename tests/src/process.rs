@@ -211,3 +211,15 @@ pub async fn assert_flag_refused(bin: &str, flags: &[&str], flag: &str) {
         run.stdout
     );
 }
+
+/// The one line a refusal writes to stderr (blank lines aside); fails if it wrote more or none.
+pub fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    match lines.as_slice() {
+        [line] => line,
+        _ => panic!("expected one line on stderr, got:\n{stderr}"),
+    }
+}

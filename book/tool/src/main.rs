@@ -5,7 +5,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use axum::Router;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Builds the Fan-out book and serves it for reading.
@@ -64,30 +63,18 @@ fn build() -> Option<PathBuf> {
 async fn serve(addr: &str) -> ExitCode {
     // Bind first: if the address is taken, say so before spending time on a build (and without
     // rewriting the files another copy of this tool is serving).
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("error: cannot listen on {addr}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = match listener.local_addr() {
-        Ok(local) => local,
-        Err(err) => {
-            eprintln!("error: cannot read the bound address: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some((listener, local)) = fanout_kit::bind(addr).await else {
+        return ExitCode::FAILURE;
     };
     let Some(built) = build() else {
         return ExitCode::FAILURE;
     };
     let files = ServeDir::new(&built).not_found_service(ServeFile::new(built.join("404.html")));
     let app = Router::new().fallback_service(files);
+    // The signal handlers go in before the address is announced, as in fanout_kit::run.
+    let server = axum::serve(listener, app).with_graceful_shutdown(fanout_kit::shutdown_signal());
     println!("book at http://{local}");
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(fanout_kit::shutdown_signal())
-        .await
-    {
+    match server.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
