@@ -219,11 +219,7 @@ async fn queue_capacity_has_a_documented_default(target: Target) {
     let bin = target
         .bin
         .expect("this scenario needs the chapter's binary");
-    let help = process::run_to_end(bin, &["--help"]).await.stdout;
-    let line = help
-        .lines()
-        .find(|line| line.contains("--queue-capacity"))
-        .unwrap_or_else(|| panic!("--help should list --queue-capacity:\n{help}"));
+    let line = process::help_line(bin, "--queue-capacity").await;
     assert!(
         line.contains("[default: "),
         "--help should show the default of --queue-capacity: {line:?}"

@@ -79,14 +79,10 @@ async fn ping_interval_defaults_to_thirty_seconds(target: Target) {
     let bin = target
         .bin
         .expect("this scenario needs the chapter's binary");
-    let help = process::run_to_end(bin, &["--help"]).await.stdout;
-    let line = help
-        .lines()
-        .find(|line| line.contains("--ping-interval"))
-        .unwrap_or_else(|| panic!("--help should list --ping-interval:\n{help}"));
+    let line = process::help_line(bin, "--ping-interval").await;
     assert!(
-        help.contains("[default: 30s]"),
-        "--ping-interval should default to 30s: {line:?}\n{help}"
+        line.contains("[default: 30s]"),
+        "--ping-interval should default to 30s: {line:?}"
     );
 }
 

@@ -223,3 +223,12 @@ pub fn one_line(stderr: &str) -> &str {
         _ => panic!("expected one line on stderr, got:\n{stderr}"),
     }
 }
+
+/// The line of `bin --help` that documents `flag`; fails if `--help` does not list it.
+pub async fn help_line(bin: &str, flag: &str) -> String {
+    let help = run_to_end(bin, &["--help"]).await.stdout;
+    help.lines()
+        .find(|line| line.trim_start().starts_with(flag) || line.contains(&format!(" {flag} ")))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("--help should list {flag}:\n{help}"))
+}

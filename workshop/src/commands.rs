@@ -88,6 +88,23 @@ fn exercise_named(root: &Path, wanted: &str) -> Result<Exercise, String> {
     generate::exercise(root, chapter)
 }
 
+/// [`exercise_named`] for a command: an unknown name is reported on `out` as an error, and the
+/// command then ends with `Ok(false)`.
+fn exercise_or_report(
+    root: &Path,
+    wanted: &str,
+    style: Style,
+    out: &mut dyn Write,
+) -> io::Result<Option<Exercise>> {
+    match exercise_named(root, wanted) {
+        Ok(exercise) => Ok(Some(exercise)),
+        Err(err) => {
+            writeln!(out, "{} {err}", style.bad("error:"))?;
+            Ok(None)
+        }
+    }
+}
+
 /// The participant's copy of a generated file, if it is there.
 fn on_disk(root: &Path, file: &File) -> Option<String> {
     fs::read_to_string(root.join(&file.path)).ok()
@@ -182,12 +199,8 @@ pub fn check(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let exercise = match exercise_named(root, wanted) {
-        Ok(exercise) => exercise,
-        Err(err) => {
-            writeln!(out, "{} {err}", style.bad("error:"))?;
-            return Ok(false);
-        }
+    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+        return Ok(false);
     };
     let chapter = &exercise.chapter;
     let package = chapter.exercise_package();
@@ -481,12 +494,8 @@ pub fn hint(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let exercise = match exercise_named(root, wanted) {
-        Ok(exercise) => exercise,
-        Err(err) => {
-            writeln!(out, "{} {err}", style.bad("error:"))?;
-            return Ok(false);
-        }
+    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+        return Ok(false);
     };
     let number = exercise.chapter.number();
     let left = todos_left(root, &exercise);
@@ -619,12 +628,8 @@ fn replace(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let exercise = match exercise_named(root, wanted) {
-        Ok(exercise) => exercise,
-        Err(err) => {
-            writeln!(out, "{} {err}", style.bad("error:"))?;
-            return Ok(false);
-        }
+    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+        return Ok(false);
     };
     let (files, name) = match version {
         Version::Starter => (&exercise.starter, "the starter"),
@@ -705,12 +710,8 @@ fn replace(
 /// `cargo workshop diff NN`: the participant's files against the chapter's, as the exercise
 /// reads when finished the chapter's way (`-` yours, `+` the chapter's).
 pub fn diff(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
-    let exercise = match exercise_named(root, wanted) {
-        Ok(exercise) => exercise,
-        Err(err) => {
-            writeln!(out, "{} {err}", style.bad("error:"))?;
-            return Ok(false);
-        }
+    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+        return Ok(false);
     };
     let chapter = &exercise.chapter;
     let mut same = true;
