@@ -1,0 +1,246 @@
+//! What a run found: the one JSON line it prints, and the summary a person reads.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::{Deserialize, Serialize};
+
+/// One sample of the server's resident memory.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RssSample {
+    /// Milliseconds since the run started.
+    pub t_ms: u64,
+    /// Resident memory, in bytes.
+    pub bytes: u64,
+}
+
+/// What one sender sent and what became of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SenderFigures {
+    pub sender: u32,
+    pub sent: u64,
+    /// `sent` times the reading clients other than the sender.
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub out_of_order: u64,
+}
+
+/// Everything a run measured. Serialized as the one JSON line on stdout; the benchmark runner
+/// keeps these in its results file and the plot tool draws them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub scenario: String,
+    pub url: String,
+    /// Reading clients asked for (senders included).
+    pub clients: usize,
+    /// Reading clients that got connected.
+    pub connected: usize,
+    pub senders: usize,
+    /// Clients that never read, asked for and connected.
+    pub stalled: usize,
+    pub stalled_connected: usize,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages per second per sender; `None` for as fast as the window allows.
+    pub rate: Option<f64>,
+    /// The in-flight window per sender (used at max rate).
+    pub window: u64,
+    /// How long the senders sent (or the idle clients stayed), in seconds.
+    pub send_seconds: f64,
+    pub sent: u64,
+    /// Messages the reading clients should have received: each message once per reading client
+    /// other than its sender.
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub out_of_order: u64,
+    /// Frames that were not the generator's messages (system notices, say).
+    pub other: u64,
+    /// Messages that came back to their own sender.
+    pub echoed: u64,
+    /// Deliveries per second, from the first send to the last delivery.
+    pub deliveries_per_sec: f64,
+    /// One-way latency percentiles over every delivery, in microseconds (0 when none).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub per_sender: Vec<SenderFigures>,
+    /// Reading clients whose connection the server ended.
+    pub disconnects: u64,
+    /// Those endings by close code (`1006`: no Close frame at all).
+    pub closes: BTreeMap<String, u64>,
+    /// Handshakes the server refused, by HTTP status.
+    pub refused: BTreeMap<String, u64>,
+    /// Connections that failed otherwise (refused by the kernel, timed out, ...).
+    pub connect_failures: u64,
+    /// The first connect failure's message, to say why.
+    pub connect_failure: Option<String>,
+    /// The server's process id, when it was sampled.
+    pub server_pid: Option<u32>,
+    /// The server's resident memory over the run.
+    pub server_rss: Vec<RssSample>,
+    /// Resident memory before any client connected, and with every client connected at the end
+    /// of the sending (or idle) period.
+    pub server_rss_before: Option<u64>,
+    pub server_rss_loaded: Option<u64>,
+    pub server_rss_peak: Option<u64>,
+    /// (loaded − before) / (connected reading clients + connected stalled clients), in bytes.
+    pub server_rss_per_client: Option<f64>,
+    /// Cores the server used while the senders sent (1.0 = one core all the time).
+    pub server_cpu: Option<f64>,
+    /// Cores the generator used meanwhile.
+    pub generator_cpu: f64,
+    /// The generator's runtime threads: the most cores it can use.
+    pub generator_threads: usize,
+    /// How busy the whole machine was meanwhile, 0 to 1.
+    pub machine_busy: Option<f64>,
+    /// Whether the generator used (nearly) all the CPU it can: then it may be what limits the
+    /// figures, not the server.
+    pub generator_saturated: bool,
+    /// What bounded this run, in a sentence.
+    pub bound: String,
+    /// Why the run stopped.
+    pub stopped: String,
+    /// Files the generator could open, and needed.
+    pub open_file_limit: u64,
+    pub open_files_needed: u64,
+    /// How long the whole run took, in seconds.
+    pub elapsed_seconds: f64,
+}
+
+impl Report {
+    /// The summary for a person, several lines.
+    pub fn summary(&self) -> String {
+        let mut text = String::new();
+        let rate = match self.rate {
+            Some(rate) => format!("{rate} msg/s each"),
+            None => format!("max rate, window {}", self.window),
+        };
+        let _ = writeln!(
+            text,
+            "{} against {}: {} of {} clients connected ({} senders, {rate}, {} B), {} of {} \
+             never-reading clients",
+            self.scenario,
+            self.url,
+            self.connected,
+            self.clients,
+            self.senders,
+            self.size,
+            self.stalled_connected,
+            self.stalled
+        );
+        if self.senders > 0 {
+            let _ = writeln!(
+                text,
+                "sent {} in {:.1} s; delivered {} of {} expected: {} lost, {} out of order",
+                self.sent,
+                self.send_seconds,
+                self.delivered,
+                self.expected,
+                self.lost,
+                self.out_of_order
+            );
+            let _ = writeln!(
+                text,
+                "{:.0} deliveries/s; latency p50 {}, p99 {}, p99.9 {}, max {}",
+                self.deliveries_per_sec,
+                micros(self.p50_us),
+                micros(self.p99_us),
+                micros(self.p999_us),
+                micros(self.max_us)
+            );
+        }
+        if self.other > 0 || self.echoed > 0 {
+            let _ = writeln!(
+                text,
+                "{} other frames, {} messages back to their sender",
+                self.other, self.echoed
+            );
+        }
+        let _ = writeln!(
+            text,
+            "disconnected by the server: {}{}",
+            self.disconnects,
+            list(&self.closes, "close")
+        );
+        if !self.refused.is_empty() || self.connect_failures > 0 {
+            let _ = writeln!(
+                text,
+                "not connected: {} refused{}, {} failed{}",
+                self.refused.values().sum::<u64>(),
+                list(&self.refused, "HTTP"),
+                self.connect_failures,
+                self.connect_failure
+                    .as_ref()
+                    .map(|why| format!(" (first: {why})"))
+                    .unwrap_or_default()
+            );
+        }
+        if let (Some(before), Some(loaded), Some(peak)) = (
+            self.server_rss_before,
+            self.server_rss_loaded,
+            self.server_rss_peak,
+        ) {
+            let _ = write!(
+                text,
+                "server memory: {} before, {} loaded, {} at the peak",
+                mib(before),
+                mib(loaded),
+                mib(peak)
+            );
+            if let Some(per_client) = self.server_rss_per_client {
+                let _ = write!(
+                    text,
+                    "; {:.1} KiB per connected client",
+                    per_client / 1024.0
+                );
+            }
+            text.push('\n');
+        }
+        let _ = writeln!(
+            text,
+            "CPU: server {}, generator {:.2} of {} threads, machine {}",
+            self.server_cpu.map_or_else(
+                || "not sampled".to_string(),
+                |cores| format!("{cores:.2} cores")
+            ),
+            self.generator_cpu,
+            self.generator_threads,
+            self.machine_busy.map_or_else(
+                || "?".to_string(),
+                |busy| format!("{:.0}% busy", busy * 100.0)
+            )
+        );
+        let _ = writeln!(text, "bound: {}", self.bound);
+        let _ = writeln!(text, "stopped: {}", self.stopped);
+        text
+    }
+}
+
+fn list(counts: &BTreeMap<String, u64>, what: &str) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = counts
+        .iter()
+        .map(|(code, count)| format!("{what} {code}: {count}"))
+        .collect();
+    format!(" ({})", items.join(", "))
+}
+
+/// Microseconds in the unit that reads best.
+pub fn micros(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else if us >= 1_000 {
+        format!("{:.2} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
+}
+
+/// Bytes in MiB, one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
