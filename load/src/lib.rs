@@ -16,8 +16,10 @@
 //! - [`bench`]: starting a chapter's binary and running scenarios against it into a results file;
 //! - [`plot`]: the SVG figures and the Markdown table drawn from a results file.
 
+pub mod bench;
 pub mod client;
 pub mod payload;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -95,6 +95,8 @@ pub struct Report {
     pub generator_threads: usize,
     /// How busy the whole machine was meanwhile, 0 to 1.
     pub machine_busy: Option<f64>,
+    /// Cores used meanwhile by other processes than the server and the generator.
+    pub other_cpu: Option<f64>,
     /// Whether the generator used (nearly) all the CPU it can: then it may be what limits the
     /// figures, not the server.
     pub generator_saturated: bool,
@@ -113,23 +115,24 @@ impl Report {
     /// The summary for a person, several lines.
     pub fn summary(&self) -> String {
         let mut text = String::new();
-        let rate = match self.rate {
-            Some(rate) => format!("{rate} msg/s each"),
-            None => format!("max rate, window {}", self.window),
+        let sending = match (self.senders, self.rate) {
+            (0, _) => "no senders".to_string(),
+            (senders, Some(rate)) => format!("{senders} senders at {rate} msg/s each"),
+            (senders, None) => format!("{senders} senders at max rate, window {}", self.window),
         };
-        let _ = writeln!(
+        let _ = write!(
             text,
-            "{} against {}: {} of {} clients connected ({} senders, {rate}, {} B), {} of {} \
-             never-reading clients",
-            self.scenario,
-            self.url,
-            self.connected,
-            self.clients,
-            self.senders,
-            self.size,
-            self.stalled_connected,
-            self.stalled
+            "{} against {}: {} of {} clients connected ({sending}, {} B messages)",
+            self.scenario, self.url, self.connected, self.clients, self.size,
         );
+        if self.stalled > 0 {
+            let _ = write!(
+                text,
+                ", {} of {} never-reading clients",
+                self.stalled_connected, self.stalled
+            );
+        }
+        text.push('\n');
         if self.senders > 0 {
             let _ = writeln!(
                 text,
@@ -200,13 +203,15 @@ impl Report {
         }
         let _ = writeln!(
             text,
-            "CPU: server {}, generator {:.2} of {} threads, machine {}",
+            "CPU: server {}, generator {:.2} cores of {} threads, others {}, machine {}",
             self.server_cpu.map_or_else(
                 || "not sampled".to_string(),
                 |cores| format!("{cores:.2} cores")
             ),
             self.generator_cpu,
             self.generator_threads,
+            self.other_cpu
+                .map_or_else(|| "?".to_string(), |cores| format!("{cores:.2} cores")),
             self.machine_busy.map_or_else(
                 || "?".to_string(),
                 |busy| format!("{:.0}% busy", busy * 100.0)
@@ -243,4 +248,88 @@ pub fn micros(us: u64) -> String {
 /// Bytes in MiB, one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report as an s1 run might make, with `deliveries_per_sec` as given.
+    pub(crate) fn report(deliveries_per_sec: f64) -> Report {
+        Report {
+            scenario: "s1".into(),
+            url: "ws://127.0.0.1:3000/ws".into(),
+            clients: 100,
+            connected: 100,
+            senders: 10,
+            stalled: 0,
+            stalled_connected: 0,
+            size: 64,
+            rate: None,
+            window: 24,
+            send_seconds: 10.0,
+            sent: 1000,
+            expected: 99_000,
+            delivered: 99_000,
+            lost: 0,
+            out_of_order: 0,
+            other: 0,
+            echoed: 0,
+            deliveries_per_sec,
+            p50_us: 1_500,
+            p99_us: 8_000,
+            p999_us: 12_000,
+            max_us: 20_000,
+            per_sender: Vec::new(),
+            disconnects: 0,
+            closes: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            connect_failures: 0,
+            connect_failure: None,
+            server_pid: Some(42),
+            server_rss: vec![
+                RssSample {
+                    t_ms: 0,
+                    bytes: 4 << 20,
+                },
+                RssSample {
+                    t_ms: 1_000,
+                    bytes: 20 << 20,
+                },
+            ],
+            server_rss_before: Some(4 << 20),
+            server_rss_loaded: Some(20 << 20),
+            server_rss_peak: Some(20 << 20),
+            server_rss_per_client: Some(140_000.0),
+            server_cpu: Some(0.9),
+            generator_cpu: 0.8,
+            generator_threads: 2,
+            machine_busy: Some(0.9),
+            other_cpu: Some(0.1),
+            generator_saturated: false,
+            bound: "the in-flight window".into(),
+            stopped: "sent for 10s".into(),
+            open_file_limit: 20_000,
+            open_files_needed: 164,
+            elapsed_seconds: 14.0,
+        }
+    }
+
+    /// The summary names the figures a person looks for first.
+    #[test]
+    fn the_summary_shows_the_main_figures() {
+        let summary = report(1_234_567.0).summary();
+        for expected in [
+            "1234567 deliveries/s",
+            "0 lost",
+            "p99 8.00 ms",
+            "136.7 KiB per connected client",
+            "bound: ",
+        ] {
+            assert!(
+                summary.contains(expected),
+                "{expected:?} missing from:\n{summary}"
+            );
+        }
+    }
 }

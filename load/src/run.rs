@@ -239,6 +239,7 @@ pub async fn run(plan: Plan) -> Report {
         generator: marks.generator_cpu,
         threads: plan.threads,
         machine_busy: marks.machine_busy,
+        cores: crate::scenario::cores(),
     }
     .bound(plan.senders > 0, plan.rate);
     for note in notes.iter().chain(&marks.send_errors) {
@@ -297,6 +298,7 @@ pub async fn run(plan: Plan) -> Report {
         generator_cpu: marks.generator_cpu,
         generator_threads: plan.threads,
         machine_busy: marks.machine_busy,
+        other_cpu: verdict.others,
         generator_saturated: verdict.generator_saturated,
         bound: verdict.bound,
         stopped,
@@ -357,13 +359,17 @@ async fn drive(
     while let Ok((sender, sink)) = sinks.try_recv() {
         senders.push(tokio::spawn(send(Arc::clone(shared), sender, sink, pace)));
     }
+    let senders_is_empty = senders.is_empty();
     let all_sent = futures_util::future::join_all(senders.iter_mut());
     let outcomes = tokio::select! {
-        outcomes = all_sent => Some(outcomes),
+        // Without senders there is nothing to wait for but the duration.
+        outcomes = all_sent, if !senders_is_empty => Some(outcomes),
         () = tokio::time::sleep(plan.duration) => None,
     };
     let reason = if outcomes.is_some() {
         "every sender sent its --messages".to_string()
+    } else if senders_is_empty {
+        format!("held the connections for {:?}", plan.duration)
     } else {
         format!("sent for {:?}", plan.duration)
     };
@@ -396,7 +402,9 @@ async fn drive(
     while shared.board.delivered() < expected && Instant::now() < drain_end {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if shared.board.delivered() < expected {
+    if senders_is_empty {
+        reason
+    } else if shared.board.delivered() < expected {
         format!(
             "{reason}; then --drain ({:?}) passed with messages missing",
             plan.drain

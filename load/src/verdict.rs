@@ -34,6 +34,8 @@ pub struct Cpu {
     pub threads: usize,
     /// The whole machine's busy fraction.
     pub machine_busy: Option<f64>,
+    /// The machine's cores.
+    pub cores: usize,
 }
 
 /// What bounded a run.
@@ -43,25 +45,32 @@ pub struct Verdict {
     pub generator_saturated: bool,
     /// What bounded the figures, in a sentence.
     pub bound: String,
+    /// Cores that other processes (neither server nor generator) used meanwhile.
+    pub others: Option<f64>,
 }
 
 /// Above this share of what it can use, a process counts as saturated.
 const SATURATED: f64 = 0.9;
 /// Above this share of all cores, the machine counts as saturated.
 const MACHINE_SATURATED: f64 = 0.95;
+/// Other processes using more than this many cores disturb the figures (a compiler, say).
+const DISTURBING: f64 = 0.25;
 
 impl Cpu {
     /// Says what bounded the run: the generator, the shared CPU, the server, or the scenario
     /// itself (its rate or window), in that order of suspicion.
     pub fn bound(&self, sending: bool, rate: Rate) -> Verdict {
-        let cores = crate::scenario::cores();
+        let cores = self.cores.max(1);
         let usable = self.threads.min(cores) as f64;
         let generator_saturated = self.generator >= SATURATED * usable;
         let server = self.server.map_or_else(
             || "not sampled".to_string(),
             |cores| format!("{cores:.2} cores"),
         );
-        let bound = if generator_saturated {
+        let others = self.machine_busy.map(|busy| {
+            (busy * cores as f64 - self.generator - self.server.unwrap_or(0.0)).max(0.0)
+        });
+        let mut bound = if generator_saturated {
             format!(
                 "the generator: it used {:.2} of the {usable} cores its threads can use, so it may \
                  be what limits these figures",
@@ -88,9 +97,15 @@ impl Cpu {
              (a larger --window may go faster)"
                 .to_string()
         };
+        if let Some(others) = others.filter(|&others| others >= DISTURBING) {
+            bound.push_str(&format!(
+                "; other processes used {others:.2} cores meanwhile, which disturbs these figures"
+            ));
+        }
         Verdict {
             generator_saturated,
             bound,
+            others,
         }
     }
 }
@@ -137,12 +152,14 @@ mod tests {
         }
     }
 
+    /// CPU figures of a two-core machine.
     fn cpu(server: f64, generator: f64, threads: usize, busy: f64) -> Cpu {
         Cpu {
             server: Some(server),
             generator,
             threads,
             machine_busy: Some(busy),
+            cores: 2,
         }
     }
 
@@ -157,7 +174,7 @@ mod tests {
     /// A full machine is named before the server or the scenario.
     #[test]
     fn a_full_machine_bounds_the_run() {
-        let verdict = cpu(1.0, 0.5, 64, 0.97).bound(true, Rate::Max);
+        let verdict = cpu(1.0, 0.9, 64, 0.97).bound(true, Rate::Max);
         assert!(!verdict.generator_saturated, "{verdict:?}");
         assert!(
             verdict.bound.starts_with("the machine's CPU"),
@@ -181,5 +198,22 @@ mod tests {
         assert!(window.bound.contains("window"), "{window:?}");
         let idle = cpu(0.1, 0.1, 64, 0.2).bound(false, Rate::Max);
         assert!(idle.bound.contains("no messages"), "{idle:?}");
+    }
+
+    /// CPU used by neither server nor generator is reported, and said to disturb the figures.
+    #[test]
+    fn other_processes_are_named_when_they_use_the_cpu() {
+        let busy = cpu(0.5, 0.5, 2, 1.0).bound(true, Rate::Max);
+        let others = busy.others.expect("the machine was sampled");
+        assert!(
+            (others - 1.0).abs() < 1e-9,
+            "2 cores busy, 1 by us: {others}"
+        );
+        assert!(
+            busy.bound.contains("other processes used 1.00 cores"),
+            "{busy:?}"
+        );
+        let quiet = cpu(0.5, 0.5, 2, 0.55).bound(true, Rate::Max);
+        assert!(!quiet.bound.contains("other processes"), "{quiet:?}");
     }
 }
