@@ -173,13 +173,14 @@ fn values(measurements: &[&Measurement], figure: impl Fn(&Report) -> f64) -> Vec
     measurements.iter().map(|m| figure(&m.report)).collect()
 }
 
-/// The smallest of 1, 2, 5 × 10ⁿ at or above `value`: a round top for an axis.
+/// The smallest round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10ⁿ) at or above `value`:
+/// the top of an axis.
 fn round_up(value: f64) -> f64 {
     if value <= 0.0 || !value.is_finite() {
         return 1.0;
     }
     let power = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|step| step * power)
         .find(|top| *top >= value)
@@ -216,7 +217,7 @@ fn bars(
             .disable_x_mesh()
             .x_labels(0)
             .light_line_style(WHITE)
-            .y_label_formatter(&|value| format!("{value}"))
+            .y_label_formatter(&|value| tick(*value))
             .y_desc(y_desc)
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
@@ -318,8 +319,8 @@ fn memory_over_time(measurements: &[&Measurement]) -> anyhow::Result<String> {
             .x_desc("seconds since the first client connected")
             .y_desc("server RSS, MiB")
             .light_line_style(WHITE)
-            .x_label_formatter(&|value| format!("{value}"))
-            .y_label_formatter(&|value| format!("{value}"))
+            .x_label_formatter(&|value| tick(*value))
+            .y_label_formatter(&|value| tick(*value))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()?;
@@ -438,10 +439,11 @@ pub fn table(results: &Results) -> String {
         if let Some(r) = find(chapter, "s1") {
             let _ = writeln!(
                 text,
-                "| {chapter} | {} | {:.2} | {} | {} |",
+                "| {chapter} | {} | {:.2} | {} | {} | {} |",
                 r.server_cpu
                     .map_or_else(dash, |cores| format!("{cores:.2}")),
                 r.generator_cpu,
+                r.other_cpu.map_or_else(dash, |cores| format!("{cores:.2}")),
                 r.machine_busy
                     .map_or_else(dash, |busy| format!("{:.0} %", busy * 100.0)),
                 r.bound.replace('|', "/")
@@ -552,6 +554,24 @@ mod tests {
         assert!(table.contains("136.7 KiB"), "the idle column: {table}");
     }
 
+    /// Every row of both tables has as many cells as its header.
+    #[test]
+    fn every_row_has_a_cell_per_column() {
+        let table = table(&results());
+        let cells = |line: &str| line.matches('|').count();
+        let mut header = None;
+        for line in table.lines() {
+            if !line.starts_with('|') {
+                header = None;
+                continue;
+            }
+            match header {
+                None => header = Some(cells(line)),
+                Some(columns) => assert_eq!(cells(line), columns, "{line}\nin\n{table}"),
+            }
+        }
+    }
+
     /// The table replaces what was between the markers, and only that.
     #[test]
     fn the_table_goes_between_the_markers() {
@@ -563,4 +583,9 @@ mod tests {
         );
         assert_eq!(with_table("no markers", "new"), None);
     }
+}
+
+/// An axis label: at most three decimals, without the float noise (`0.30000000000000004`).
+fn tick(value: f64) -> String {
+    format!("{}", (value * 1000.0).round() / 1000.0)
 }

@@ -192,7 +192,7 @@ impl Report {
                 mib(loaded),
                 mib(peak)
             );
-            if let Some(per_client) = self.server_rss_per_client {
+            if let Some(per_client) = self.server_rss_per_client.filter(|_| self.senders == 0) {
                 let _ = write!(
                     text,
                     "; {:.1} KiB per connected client",
@@ -323,7 +323,7 @@ pub(crate) mod tests {
             "1234567 deliveries/s",
             "0 lost",
             "p99 8.00 ms",
-            "136.7 KiB per connected client",
+            "20.0 MiB loaded",
             "bound: ",
         ] {
             assert!(

@@ -70,26 +70,35 @@ impl Cpu {
         let others = self.machine_busy.map(|busy| {
             (busy * cores as f64 - self.generator - self.server.unwrap_or(0.0)).max(0.0)
         });
-        let mut bound = if generator_saturated {
+        let disturbed = others.filter(|&others| others >= DISTURBING);
+        let mut bound = if !sending {
+            "nothing: no messages were sent".to_string()
+        } else if generator_saturated {
             format!(
                 "the generator: it used {:.2} of the {usable} cores its threads can use, so it may \
                  be what limits these figures",
                 self.generator
             )
         } else if let Some(busy) = self.machine_busy.filter(|&busy| busy >= MACHINE_SATURATED) {
+            let shares = format!(
+                "server {server}, generator {:.2} cores, other processes {:.2} cores",
+                self.generator,
+                others.unwrap_or(0.0)
+            );
+            let so = if disturbed.is_some() {
+                "so these figures are lower than a quiet machine gives"
+            } else {
+                "so server and generator held each other back"
+            };
             format!(
-                "the machine's CPU: its {cores} cores were {:.0}% busy (server {server}, generator \
-                 {:.2} cores), so server and generator held each other back",
-                busy * 100.0,
-                self.generator
+                "the machine's CPU: its {cores} cores were {:.0}% busy ({shares}), {so}",
+                busy * 100.0
             )
-        } else if self.server.is_some_and(|cores| cores >= SATURATED) && sending {
+        } else if self.server.is_some_and(|cores| cores >= SATURATED) {
             format!(
                 "the server: it used {server} while the machine had CPU to spare, so one of its \
                  tasks (a broker, say) is likely the limit"
             )
-        } else if !sending {
-            "nothing: no messages were sent".to_string()
         } else if let Rate::PerSecond(rate) = rate {
             format!("the senders' fixed rate ({rate} msg/s each): nothing was saturated")
         } else {
@@ -97,7 +106,8 @@ impl Cpu {
              (a larger --window may go faster)"
                 .to_string()
         };
-        if let Some(others) = others.filter(|&others| others >= DISTURBING) {
+        let named = bound.contains("other processes");
+        if let Some(others) = disturbed.filter(|_| !named) {
             bound.push_str(&format!(
                 "; other processes used {others:.2} cores meanwhile, which disturbs these figures"
             ));
@@ -210,8 +220,14 @@ mod tests {
             "2 cores busy, 1 by us: {others}"
         );
         assert!(
-            busy.bound.contains("other processes used 1.00 cores"),
+            busy.bound.contains("other processes 1.00 cores")
+                && busy.bound.contains("lower than a quiet machine"),
             "{busy:?}"
+        );
+        let spare = cpu(0.3, 0.3, 2, 0.8).bound(true, Rate::PerSecond(10.0));
+        assert!(
+            spare.bound.contains("other processes used 1.00 cores"),
+            "{spare:?}"
         );
         let quiet = cpu(0.5, 0.5, 2, 0.55).bound(true, Rate::Max);
         assert!(!quiet.bound.contains("other processes"), "{quiet:?}");
