@@ -453,6 +453,11 @@ pub fn table(results: &Results) -> String {
     text
 }
 
+/// An axis label: at most three decimals, without the float noise (`0.30000000000000004`).
+fn tick(value: f64) -> String {
+    format!("{}", (value * 1000.0).round() / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,9 +588,4 @@ mod tests {
         );
         assert_eq!(with_table("no markers", "new"), None);
     }
-}
-
-/// An axis label: at most three decimals, without the float noise (`0.30000000000000004`).
-fn tick(value: f64) -> String {
-    format!("{}", (value * 1000.0).round() / 1000.0)
 }
