@@ -10,14 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::{
-    net::{TcpSocket, TcpStream},
-    sync::Notify,
-};
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{self, Message, protocol::WebSocketConfig},
+    net::{TcpSocket, tcp::OwnedReadHalf},
+    sync::{Mutex, Notify},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +21,12 @@ use crate::{
     scenario::{CONNECT_TIMEOUT, Rate},
     tally::Tally,
     target::Target,
+    wire::{self, Connection, FrameReader, FrameWriter, HandshakeError, Incoming},
 };
 
-/// A connected client.
-pub type Ws = WebSocketStream<TcpStream>;
+/// The sending side of a connection, shared by a sender and its own reading task (which answers
+/// pings and Close frames through it).
+pub type SharedWriter = std::sync::Arc<Mutex<FrameWriter>>;
 
 /// Why a client did not get connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +44,14 @@ pub const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
 
 /// Connects to `target` and completes the WebSocket handshake, within [`CONNECT_TIMEOUT`].
 /// `receive_buffer` asks the kernel for a small receive buffer (before connecting, so the
-/// window the server sees is small from the start); `read_buffer` is tungstenite's own buffer.
+/// window the server sees is small from the start); `read_buffer` is the client's own buffer;
+/// `seed` makes its masks.
 pub async fn connect(
     target: &Target,
     receive_buffer: Option<u32>,
     read_buffer: usize,
-) -> Result<Ws, ConnectError> {
+    seed: u64,
+) -> Result<Connection, ConnectError> {
     let handshake = async {
         let socket = if target.addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -72,15 +71,10 @@ pub async fn connect(
         // Small messages must not wait for Nagle's algorithm: that would add the kernel's
         // delayed-ACK time (up to 40 ms) to the latencies measured.
         let _ = stream.set_nodelay(true);
-        let config = WebSocketConfig::default().read_buffer_size(read_buffer);
-        match tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
-            .await
-        {
-            Ok((ws, _response)) => Ok(ws),
-            Err(tungstenite::Error::Http(response)) => {
-                Err(ConnectError::Refused(response.status().as_u16()))
-            }
-            Err(err) => Err(ConnectError::Failed(err.to_string())),
+        match Connection::open(stream, target, read_buffer, seed).await {
+            Ok(connection) => Ok(connection),
+            Err(HandshakeError::Status(status)) => Err(ConnectError::Refused(status)),
+            Err(HandshakeError::Failed(why)) => Err(ConnectError::Failed(why)),
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, handshake)
@@ -208,49 +202,71 @@ pub struct ReadOutcome {
 }
 
 /// Reads until the server ends the connection or `stop` is cancelled, counting every frame.
-pub async fn read_all<S>(
-    mut stream: S,
+/// Each read is followed by parsing every frame it brought, all stamped with one receive time.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_all(
+    mut read: OwnedReadHalf,
+    mut frames: FrameReader,
+    writer: SharedWriter,
     client: usize,
     mut tally: Tally,
     board: &Board,
     clock: Instant,
     stop: &CancellationToken,
-) -> ReadOutcome
-where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
+) -> ReadOutcome {
     let mut delivered = 0u64;
     let mut close_code = None;
-    let ending = loop {
-        // `biased`: the stop token is only looked at when no frame is waiting.
-        let item = tokio::select! {
-            biased;
-            item = stream.next() => item,
-            () = stop.cancelled() => break Ending::Stopped,
-        };
-        let frame: &[u8] = match &item {
-            Some(Ok(Message::Text(text))) => text.as_bytes(),
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Close(frame))) => {
-                // Keep reading: tungstenite sends the Close reply on the next read, and the
-                // stream ends after it.
-                close_code
-                    .get_or_insert(frame.as_ref().map_or(1005, |frame| u16::from(frame.code)));
-                continue;
+    // The handshake may have read the first frames already: parse before the first read.
+    let mut filled = true;
+    let ending = 'reading: loop {
+        if !filled {
+            // `biased`: the stop token is only looked at when no bytes are waiting.
+            let read = tokio::select! {
+                biased;
+                read = frames.fill(&mut read) => read,
+                () = stop.cancelled() => break Ending::Stopped,
+            };
+            match read {
+                Ok(0) | Err(_) => break Ending::Closed(close_code.unwrap_or(1006)),
+                Ok(_) => {}
             }
-            Some(Ok(_)) => continue, // pings (answered by tungstenite), pongs
-            Some(Err(_)) | None => break Ending::Closed(close_code.unwrap_or(1006)),
-        };
+        }
+        filled = false;
         let now = micros_since(clock);
-        match payload::read(frame) {
-            Delivery::Ours(stamp) => {
-                if let Some(sender) = tally.record(stamp, now) {
-                    delivered += 1;
-                    board.publish_delivered(client, delivered);
-                    board.publish_seen(client, stamp.sender as usize, sender.next);
+        loop {
+            let reply = match frames.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Incoming::Data(frame))) => {
+                    match payload::read(frame) {
+                        Delivery::Ours(stamp) => {
+                            if let Some(sender) = tally.record(stamp, now) {
+                                delivered += 1;
+                                board.publish_delivered(client, delivered);
+                                board.publish_seen(client, stamp.sender as usize, sender.next);
+                            }
+                        }
+                        Delivery::Other => tally.record_other(),
+                    }
+                    continue;
                 }
-            }
-            Delivery::Other => tally.record_other(),
+                Ok(Some(Incoming::Pong)) => continue,
+                Ok(Some(Incoming::Ping(payload))) => (wire::PONG, payload.to_vec()),
+                Ok(Some(Incoming::Close(code))) => {
+                    // Answer with the same code; the server then closes the connection, and the
+                    // next read returns 0.
+                    close_code.get_or_insert(code.unwrap_or(1005));
+                    (
+                        wire::CLOSE,
+                        code.map(|code| code.to_be_bytes().to_vec())
+                            .unwrap_or_default(),
+                    )
+                }
+                // The server broke the protocol: reported as 1002, the code for that.
+                Err(_) => break 'reading Ending::Closed(1002),
+            };
+            let mut writer = writer.lock().await;
+            writer.push(reply.0, &reply.1);
+            let _ = writer.flush().await;
         }
     };
     board.release(client);
@@ -282,18 +298,15 @@ pub struct SendOutcome {
 
 /// Sends numbered messages as sender `sender` until `stop` is cancelled or `pace.messages` are
 /// sent, publishing the count in `sent` as it goes.
-pub async fn send_all<S>(
-    mut sink: S,
+pub async fn send_all(
+    writer: SharedWriter,
     sender: u32,
     pace: Pace,
     board: &Board,
     clock: Instant,
     sent: &AtomicU64,
     stop: &CancellationToken,
-) -> SendOutcome
-where
-    S: Sink<Message, Error = tungstenite::Error> + Unpin,
-{
+) -> SendOutcome {
     let mut count = 0u64;
     let message = |count: u64| {
         let stamp = Stamp {
@@ -301,9 +314,9 @@ where
             seq: count,
             sent_at_us: micros_since(clock),
         };
-        Message::text(payload::encode(stamp, pace.size))
+        payload::encode(stamp, pace.size)
     };
-    let result = match pace.rate {
+    let result: std::io::Result<()> = match pace.rate {
         Rate::PerSecond(rate) => {
             let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             // A late tick is made up for: the rate holds on average even when a send is slow.
@@ -317,7 +330,13 @@ where
                     () = stop.cancelled() => break Ok(()),
                     _ = ticks.tick() => {}
                 }
-                if let Err(err) = sink.send(message(count)).await {
+                let mut writer = writer.lock().await;
+                writer.push(wire::TEXT, message(count).as_bytes());
+                let written = tokio::select! {
+                    written = writer.flush() => written,
+                    () = stop.cancelled() => break Ok(()),
+                };
+                if let Err(err) = written {
                     break Err(err);
                 }
                 count += 1;
@@ -341,17 +360,18 @@ where
                     wait_for_room(board, sender, count, pace.window, batch, stop).await;
                     continue;
                 }
-                let mut fed = Ok(());
-                for _ in 0..room {
-                    fed = sink.feed(message(count)).await;
-                    if fed.is_err() {
-                        break;
-                    }
-                    count += 1;
+                let mut writer = writer.lock().await;
+                for offset in 0..room {
+                    writer.push(wire::TEXT, message(count + offset).as_bytes());
                 }
-                if let Err(err) = fed.and(sink.flush().await) {
+                let written = tokio::select! {
+                    written = writer.flush() => written,
+                    () = stop.cancelled() => break Ok(()),
+                };
+                if let Err(err) = written {
                     break Err(err);
                 }
+                count += room;
                 sent.store(count, Ordering::Relaxed);
             }
         }

@@ -11,7 +11,7 @@
 //!
 //! - [`scenario`]: the flags, the named scenarios (s1, s2, s3, idle, stall) and the checked plan;
 //! - [`target`]: the loopback-only URL check;
-//! - [`client`]: connecting, reading, sending at a pace;
+//! - [`client`]: connecting, reading, sending at a pace, over the lean client of [`wire`];
 //! - [`run`]: the phases of a run and the report;
 //! - [`bench`]: starting a chapter's binary and running scenarios against it into a results file;
 //! - [`plot`]: the SVG figures and the Markdown table drawn from a results file.
@@ -27,6 +27,7 @@ pub mod system;
 pub mod tally;
 pub mod target;
 pub mod verdict;
+pub mod wire;
 
 pub use report::Report;
 pub use run::run;

@@ -14,17 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::{StreamExt, stream::SplitSink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinHandle,
 };
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    client::{self, Board, ConnectError, Ending, Pace, ReadOutcome, SendOutcome, Ws},
+    client::{self, Board, ConnectError, Ending, Pace, ReadOutcome, SendOutcome, SharedWriter},
     report::{Report, RssSample},
     scenario::{CONNECT_TIMEOUT, Plan, Rate},
     system::{self, CpuMark, Process},
@@ -313,7 +311,7 @@ async fn drive(
     shared: &Arc<Shared>,
     marks: &mut Marks,
     mut events: mpsc::UnboundedReceiver<ConnectEvent>,
-    mut sinks: mpsc::UnboundedReceiver<(usize, SplitSink<Ws, Message>)>,
+    mut sinks: mpsc::UnboundedReceiver<(usize, SharedWriter)>,
 ) -> String {
     let plan = &shared.plan;
     // Connect: every client reports once, connected or not.
@@ -356,8 +354,8 @@ async fn drive(
         messages: plan.messages,
     };
     let mut senders: Vec<JoinHandle<SendOutcome>> = Vec::new();
-    while let Ok((sender, sink)) = sinks.try_recv() {
-        senders.push(tokio::spawn(send(Arc::clone(shared), sender, sink, pace)));
+    while let Ok((sender, writer)) = sinks.try_recv() {
+        senders.push(tokio::spawn(send(Arc::clone(shared), sender, writer, pace)));
     }
     let senders_is_empty = senders.is_empty();
     let all_sent = futures_util::future::join_all(senders.iter_mut());
@@ -415,14 +413,9 @@ async fn drive(
 }
 
 /// One sender's task.
-async fn send(
-    shared: Arc<Shared>,
-    sender: usize,
-    sink: SplitSink<Ws, Message>,
-    pace: Pace,
-) -> SendOutcome {
+async fn send(shared: Arc<Shared>, sender: usize, writer: SharedWriter, pace: Pace) -> SendOutcome {
     client::send_all(
-        sink,
+        writer,
         sender as u32,
         pace,
         &shared.board,
@@ -439,7 +432,7 @@ async fn reading_client(
     shared: Arc<Shared>,
     client: usize,
     events: mpsc::UnboundedSender<ConnectEvent>,
-    sinks: mpsc::UnboundedSender<(usize, SplitSink<Ws, Message>)>,
+    sinks: mpsc::UnboundedSender<(usize, SharedWriter)>,
 ) -> Option<ReadOutcome> {
     let plan = &shared.plan;
     // Client `n` of `N` starts connecting at n/N of the ramp.
@@ -449,11 +442,11 @@ async fn reading_client(
         result = async {
             tokio::time::sleep_until(tokio::time::Instant::from_std(shared.clock + offset)).await;
             let _permit = shared.connecting.acquire().await;
-            client::connect(&plan.target, None, plan.read_buffer).await
+            client::connect(&plan.target, None, plan.read_buffer, seed(client)).await
         } => result,
     };
-    let ws = match result {
-        Ok(ws) => ws,
+    let connection = match result {
+        Ok(connection) => connection,
         Err(err) => {
             shared.board.release(client);
             shared.not_connected.fetch_add(1, Ordering::Relaxed);
@@ -465,19 +458,30 @@ async fn reading_client(
         }
     };
     let own = (client < plan.senders).then_some(client as u32);
-    let tally = Tally::new(plan.senders, own);
-    let (board, clock, stop) = (&shared.board, shared.clock, &shared.stop_reading);
-    // The sink goes to the run before the connect event, so it is there when the run counts.
-    let outcome = if own.is_some() {
-        let (sink, stream) = ws.split();
-        let _ = sinks.send((client, sink));
-        report_connected(&shared, &events, false);
-        client::read_all(stream, client, tally, board, clock, stop).await
-    } else {
-        report_connected(&shared, &events, false);
-        client::read_all(ws, client, tally, board, clock, stop).await
-    };
+    let writer = Arc::new(tokio::sync::Mutex::new(connection.write));
+    if own.is_some() {
+        // The writer goes to the run before the connect event, so it is there when the run
+        // counts the events.
+        let _ = sinks.send((client, Arc::clone(&writer)));
+    }
+    report_connected(&shared, &events, false);
+    let outcome = client::read_all(
+        connection.read,
+        connection.frames,
+        writer,
+        client,
+        Tally::new(plan.senders, own),
+        &shared.board,
+        shared.clock,
+        &shared.stop_reading,
+    )
+    .await;
     Some(outcome)
+}
+
+/// A different mask seed for every client.
+fn seed(client: usize) -> u64 {
+    (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x2545_F491_4F6C_DD1D
 }
 
 fn report_connected(shared: &Shared, events: &mpsc::UnboundedSender<ConnectEvent>, stalled: bool) {
@@ -496,13 +500,14 @@ async fn stalled_client(shared: Arc<Shared>, events: mpsc::UnboundedSender<Conne
             &shared.plan.target,
             Some(client::STALLED_RECEIVE_BUFFER),
             client::STALLED_RECEIVE_BUFFER as usize,
+            seed(usize::MAX),
         ) => connected,
     };
     match connected {
-        Ok(ws) => {
+        Ok(connection) => {
             report_connected(&shared, &events, true);
             shared.stop_reading.cancelled().await;
-            drop(ws);
+            drop(connection);
         }
         Err(err) => {
             shared.not_connected.fetch_add(1, Ordering::Relaxed);

@@ -14,6 +14,10 @@ pub struct Target {
     pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
+    /// The `Host` header of the handshake: HOST[:PORT] as given.
+    pub host: String,
+    /// The path (and query) the handshake asks for, `/` when the URL has none.
+    pub path: String,
 }
 
 /// What the error messages suggest.
@@ -41,6 +45,11 @@ pub fn parse(url: &str) -> Result<Target, String> {
         other => return Err(format!("{url:?}: unknown scheme {other:?}; expected ws://")),
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let path = match rest.get(authority.len()..).unwrap_or_default() {
+        "" => "/".to_string(),
+        query if query.starts_with('?') => format!("/{query}"),
+        path => path.split('#').next().unwrap_or("/").to_string(),
+    };
     if authority.contains('@') {
         return Err(format!("{url:?}: a user name or password is not supported"));
     }
@@ -55,6 +64,8 @@ pub fn parse(url: &str) -> Result<Target, String> {
     Ok(Target {
         url: url.to_string(),
         addr: SocketAddr::new(ip, port),
+        host: authority.to_string(),
+        path,
     })
 }
 
@@ -103,6 +114,28 @@ mod tests {
             let target = parse(url).unwrap_or_else(|err| panic!("{url} refused: {err}"));
             assert_eq!(target.addr, addr.parse().expect("a test address"), "{url}");
             assert_eq!(target.url, url, "the URL is kept as given");
+        }
+    }
+
+    /// The handshake asks for the URL's host and path.
+    #[test]
+    fn the_handshake_gets_the_host_and_path() {
+        for (url, host, path) in [
+            ("ws://127.0.0.1:3000/ws", "127.0.0.1:3000", "/ws"),
+            (
+                "ws://localhost:3000/ws?room=a#top",
+                "localhost:3000",
+                "/ws?room=a",
+            ),
+            ("ws://[::1]:3000", "[::1]:3000", "/"),
+            ("ws://127.0.0.1?x=1", "127.0.0.1", "/?x=1"),
+        ] {
+            let target = parse(url).unwrap_or_else(|err| panic!("{url} refused: {err}"));
+            assert_eq!(
+                (target.host.as_str(), target.path.as_str()),
+                (host, path),
+                "{url}"
+            );
         }
     }
 
