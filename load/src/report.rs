@@ -117,6 +117,8 @@ impl Report {
         let mut text = String::new();
         let sending = match (self.senders, self.rate) {
             (0, _) => "no senders".to_string(),
+            (1, Some(rate)) => format!("1 sender at {rate} msg/s"),
+            (1, None) => format!("1 sender at max rate, window {}", self.window),
             (senders, Some(rate)) => format!("{senders} senders at {rate} msg/s each"),
             (senders, None) => format!("{senders} senders at max rate, window {}", self.window),
         };
