@@ -366,9 +366,16 @@ pub fn table(results: &Results) -> String {
     runs.sort_by(|a, b| a.date.cmp(&b.date));
     for run in runs {
         let machine = &run.machine;
+        // Other work on the machine disturbs the figures: say how much there was, at worst.
+        let others = run
+            .measurements
+            .iter()
+            .filter_map(|m| m.report.other_cpu)
+            .fold(0.0, f64::max);
         let _ = writeln!(
             text,
-            "Measured {} on {} ({} cores, {:.0} GiB), Linux {}, {}{}; load average at the start: {}.\n",
+            "Measured {} on {} ({} cores, {:.0} GiB), Linux {}, {}{}; load average at the start: \
+             {}; other processes used at most {others:.2} cores during any one scenario.\n",
             run.date,
             machine.cpu,
             machine.cores,
@@ -547,6 +554,10 @@ mod tests {
     fn the_table_shows_each_chapters_figures_and_the_machine() {
         let table = table(&results());
         assert!(table.contains("Test CPU (2 cores, 24 GiB)"), "{table}");
+        assert!(
+            table.contains("other processes used at most 0.10 cores"),
+            "{table}"
+        );
         assert!(
             table.contains("| 03-broker | 0.25 M | 0 | 1.50 ms / 8.00 ms |"),
             "{table}"
