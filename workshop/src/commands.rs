@@ -14,6 +14,7 @@ use crate::{
     chapter::{self, Chapter},
     generate::{self, Exercise, File},
     run::{self, Report, Status},
+    rust,
     style::Style,
 };
 
@@ -141,21 +142,7 @@ fn todos_left(root: &Path, exercise: &Exercise) -> Vec<String> {
 pub fn scenario_doc(root: &Path, name: &str) -> Option<String> {
     let (suite, function) = name.split_once("::")?;
     let source = fs::read_to_string(root.join("tests/src").join(format!("{suite}.rs"))).ok()?;
-    let lines: Vec<&str> = source.lines().collect();
-    let signature = format!("fn {function}(");
-    let at = lines.iter().position(|line| line.contains(&signature))?;
-    let mut doc: Vec<&str> = lines[..at]
-        .iter()
-        .rev()
-        .take_while(|line| {
-            let line = line.trim_start();
-            line.starts_with("///") || line.starts_with("#[")
-        })
-        .filter_map(|line| line.trim_start().strip_prefix("///"))
-        .map(str::trim)
-        .collect();
-    doc.reverse();
-    (!doc.is_empty()).then(|| doc.join(" "))
+    rust::doc_comment(&source, function)
 }
 
 /// Indents every line of `text` by `by` (blank lines stay empty).
@@ -544,10 +531,7 @@ pub fn hint(
         )?;
         return Ok(false);
     };
-    let place = match &located.region.function {
-        Some(function) => format!("{}, fn {function}", located.file.display()),
-        None => located.file.display().to_string(),
-    };
+    let place = format!("{}, fn {}", located.file.display(), located.region.function);
     let state = if left.contains(id) {
         "its todo!() is still in your code"
     } else {

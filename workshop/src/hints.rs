@@ -19,7 +19,14 @@
 //! …
 //! ```
 //!
-//! Headings inside fenced code blocks are code, not structure.
+//! The file is read as CommonMark (pulldown-cmark): headings inside fenced code blocks are code,
+//! not structure, and every error names the line it is about.
+
+use std::ops::Range;
+
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag};
+
+use crate::LineError;
 
 /// What a hints file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,72 +72,178 @@ impl Hints {
 /// The longest first hint, so a `todo!` message stays readable in a panic message.
 pub const MESSAGE_LIMIT: usize = 120;
 
-/// Parses a hints file. Every error names the line and what is expected there.
-pub fn parse(text: &str) -> Result<Hints, String> {
-    let mut title: Option<String> = None;
-    let mut intro = Vec::new();
-    let mut todos: Vec<Todo> = Vec::new();
-    // The Markdown collected since the last heading.
-    let mut block: Vec<&str> = Vec::new();
-    let mut in_code = false;
+/// What a top-level block of the file is, as far as the structure goes.
+#[derive(Debug)]
+enum Kind {
+    Heading,
+    Paragraph,
+    /// A fenced code block, and whether its closing fence is there.
+    Code {
+        closed: bool,
+    },
+    Other,
+}
 
-    // Where the block being collected belongs.
-    enum Into {
-        Nothing,
-        Intro,
-        Task,
-        Level,
+/// A top-level block: its kind and where it is in the text.
+#[derive(Debug)]
+struct Block {
+    kind: Kind,
+    range: Range<usize>,
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+/// Whether a fenced code block's source ends with a closing fence like its opening one.
+fn fence_closed(source: &str) -> bool {
+    let opening = source.trim_start();
+    let marker = opening.chars().next().unwrap_or('`');
+    let width = opening.chars().take_while(|c| *c == marker).count();
+    let mut lines = source.trim_end().lines();
+    lines.next();
+    lines.next_back().is_some_and(|last| {
+        let last = last.trim();
+        last.chars().take_while(|c| *c == marker).count() >= width
+            && last.chars().all(|c| c == marker)
+    })
+}
+
+/// The file's top-level blocks, as CommonMark reads them: a `#` inside a fenced code block is
+/// code, and so is everything in a block quote or a list.
+fn blocks(text: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut depth = 0usize;
+    for (event, range) in Parser::new(text).into_offset_iter() {
+        match event {
+            Event::Start(tag) => {
+                if depth == 0 {
+                    let kind = match tag {
+                        Tag::Heading { .. } => Kind::Heading,
+                        Tag::Paragraph => Kind::Paragraph,
+                        Tag::CodeBlock(CodeBlockKind::Fenced(_)) => Kind::Code {
+                            closed: fence_closed(text.get(range.clone()).unwrap_or_default()),
+                        },
+                        _ => Kind::Other,
+                    };
+                    blocks.push(Block { kind, range });
+                }
+                depth += 1;
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ if depth == 0 => blocks.push(Block {
+                kind: Kind::Other,
+                range,
+            }),
+            _ => {}
+        }
     }
-    let mut into = Into::Nothing;
+    blocks
+}
 
-    fn flush(into: &Into, block: &mut Vec<&str>, intro: &mut Vec<String>, todos: &mut [Todo]) {
-        let text = tidy(block);
-        block.clear();
+/// An ATX heading's level and text: `## read: Queue` is `(2, "read: Queue")`.
+fn heading(source: &str) -> Option<(usize, &str)> {
+    let source = source.trim();
+    let depth = source.bytes().take_while(|b| *b == b'#').count();
+    let rest = source.get(depth..)?;
+    (depth > 0 && (rest.is_empty() || rest.starts_with(' '))).then(|| (depth, rest.trim()))
+}
+
+/// Where the Markdown between two headings belongs.
+enum Into {
+    Intro,
+    Task,
+    Level,
+}
+
+/// Parses a hints file. Every error names the line and what is expected there.
+pub fn parse(text: &str) -> Result<Hints, LineError> {
+    let blocks = blocks(text);
+    let mut title: Option<String> = None;
+    let mut intro = String::new();
+    let mut todos: Vec<Todo> = Vec::new();
+    // For each region, the lines of its heading and of its hints' headings, and whether each
+    // top-level block of its first hint is a paragraph; for the checks at the end.
+    let mut lines: Vec<(usize, Vec<usize>, Vec<bool>)> = Vec::new();
+    // The section being read: where its text goes, and where it starts in `text`.
+    let mut section: Option<(Into, usize)> = None;
+
+    let mut close = |section: &Option<(Into, usize)>, end: usize, todos: &mut Vec<Todo>| {
+        let Some((into, start)) = section else {
+            return;
+        };
+        let content = tidy(text.get(*start..end).unwrap_or_default());
         match into {
-            Into::Nothing => {}
-            Into::Intro => intro.push(text),
+            Into::Intro => intro = content,
             Into::Task => {
                 if let Some(todo) = todos.last_mut() {
-                    todo.task = text;
+                    todo.task = content;
                 }
             }
             Into::Level => {
                 if let Some(level) = todos.last_mut().and_then(|todo| todo.levels.last_mut()) {
-                    *level = text;
+                    *level = content;
                 }
             }
         }
-    }
+    };
 
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        }
-        let heading = if in_code { None } else { heading(line) };
-        let Some((depth, heading)) = heading else {
-            if matches!(into, Into::Nothing) && !line.trim().is_empty() {
-                return Err(format!("line {number}: text before the `# ` title"));
+    for block in &blocks {
+        let number = line_of(text, block.range.start);
+        let source = text.get(block.range.clone()).unwrap_or_default();
+        match block.kind {
+            Kind::Code { closed: false } => {
+                return Err(LineError::new(number, "this code block never ends"));
             }
-            block.push(line);
-            continue;
+            Kind::Heading => {}
+            _ => {
+                if section.is_none() {
+                    return Err(LineError::new(number, "text before the `# ` title"));
+                }
+                if let (Some((Into::Level, _)), Some(todo), Some((_, _, first_hint))) =
+                    (&section, todos.last(), lines.last_mut())
+                    && todo.levels.len() == 1
+                {
+                    first_hint.push(matches!(block.kind, Kind::Paragraph));
+                }
+                continue;
+            }
+        }
+        let Some((depth, heading)) = heading(source) else {
+            return Err(LineError::new(
+                number,
+                "write headings with `#`s (`# `, `## `, `### `), not underlined",
+            ));
         };
-        flush(&into, &mut block, &mut intro, &mut todos);
+        close(&section, block.range.start, &mut todos);
+        let after = block.range.end;
         match depth {
             1 => {
                 if title.is_some() {
-                    return Err(format!("line {number}: a second `# ` title"));
+                    return Err(LineError::new(number, "a second `# ` title"));
                 }
                 title = Some(heading.to_string());
-                into = Into::Intro;
+                section = Some((Into::Intro, after));
             }
             2 => {
                 let (id, todo_title) = heading.split_once(':').ok_or_else(|| {
-                    format!("line {number}: expected `## <region id>: <title>`, got `## {heading}`")
+                    LineError::new(
+                        number,
+                        format!("expected `## <region id>: <title>`, got `## {heading}`"),
+                    )
                 })?;
                 let id = id.trim().trim_matches('`');
                 if todos.iter().any(|todo| todo.id == id) {
-                    return Err(format!("line {number}: region `{id}` has hints already"));
+                    return Err(LineError::new(
+                        number,
+                        format!("region `{id}` has hints already"),
+                    ));
+                }
+                if title.is_none() {
+                    return Err(LineError::new(number, "a region before the `# ` title"));
                 }
                 todos.push(Todo {
                     id: id.to_string(),
@@ -138,86 +251,102 @@ pub fn parse(text: &str) -> Result<Hints, String> {
                     task: String::new(),
                     levels: Vec::new(),
                 });
-                into = Into::Task;
+                lines.push((number, Vec::new(), Vec::new()));
+                section = Some((Into::Task, after));
             }
             3 => {
-                let Some(todo) = todos.last_mut() else {
-                    return Err(format!("line {number}: a hint before any `## ` region"));
+                let (Some(todo), Some((_, levels, _))) = (todos.last_mut(), lines.last_mut())
+                else {
+                    return Err(LineError::new(number, "a hint before any `## ` region"));
                 };
                 let expected = format!("Hint {}", todo.levels.len() + 1);
                 if heading != expected {
-                    return Err(format!(
-                        "line {number}: expected `### {expected}` (hints are numbered from 1 in order), got `### {heading}`"
+                    return Err(LineError::new(
+                        number,
+                        format!(
+                            "expected `### {expected}` (hints are numbered from 1 in order), got `### {heading}`"
+                        ),
                     ));
                 }
                 todo.levels.push(String::new());
-                into = Into::Level;
+                levels.push(number);
+                section = Some((Into::Level, after));
             }
             _ => {
-                return Err(format!(
-                    "line {number}: only `#`, `##` and `###` headings have a meaning here"
+                return Err(LineError::new(
+                    number,
+                    "only `#`, `##` and `###` headings have a meaning here",
                 ));
             }
         }
     }
-    if in_code {
-        return Err("a code block never ends".to_string());
-    }
-    flush(&into, &mut block, &mut intro, &mut todos);
+    close(&section, text.len(), &mut todos);
 
-    let title = title.ok_or("no `# ` title")?;
+    let title = title.ok_or_else(|| LineError::new(1, "no `# ` title"))?;
     if todos.is_empty() {
-        return Err("no `## <region id>: <title>` section".to_string());
+        return Err(LineError::new(
+            line_of(text, text.len()),
+            "no `## <region id>: <title>` section",
+        ));
     }
-    for todo in &todos {
+    for (todo, (line, levels, first_hint)) in todos.iter().zip(&lines) {
         if todo.levels.len() < 2 {
-            return Err(format!(
-                "region `{}` has {} hint(s); it needs at least two, the last nearly the answer",
-                todo.id,
-                todo.levels.len()
+            return Err(LineError::new(
+                *line,
+                format!(
+                    "region `{}` has {} hint(s); it needs at least two, the last nearly the answer",
+                    todo.id,
+                    todo.levels.len()
+                ),
             ));
         }
         if let Some(empty) = todo.levels.iter().position(String::is_empty) {
-            return Err(format!("region `{}`: hint {} is empty", todo.id, empty + 1));
+            return Err(LineError::new(
+                levels.get(empty).copied().unwrap_or(*line),
+                format!("region `{}`: hint {} is empty", todo.id, empty + 1),
+            ));
         }
         if todo.task.is_empty() {
-            return Err(format!("region `{}` has no task text", todo.id));
+            return Err(LineError::new(
+                *line,
+                format!("region `{}` has no task text", todo.id),
+            ));
         }
-        let first = &todo.levels[0];
-        if first.contains("```") || first.contains("\n\n") {
-            return Err(format!(
-                "region `{}`: hint 1 becomes the todo!'s message, so it must be one paragraph of text",
-                todo.id
+        let first = levels.first().copied().unwrap_or(*line);
+        if first_hint.as_slice() != [true] {
+            return Err(LineError::new(
+                first,
+                format!(
+                    "region `{}`: hint 1 becomes the todo!'s message, so it must be one paragraph of text",
+                    todo.id
+                ),
             ));
         }
         let length = todo.message().chars().count();
         if length > MESSAGE_LIMIT {
-            return Err(format!(
-                "region `{}`: hint 1 is {length} characters; as the todo!'s message it may have {MESSAGE_LIMIT}",
-                todo.id
+            return Err(LineError::new(
+                first,
+                format!(
+                    "region `{}`: hint 1 is {length} characters; as the todo!'s message it may have {MESSAGE_LIMIT}",
+                    todo.id
+                ),
             ));
         }
     }
     Ok(Hints {
         title,
-        intro: intro.join("\n\n"),
+        intro,
         todos,
     })
 }
 
-/// `Some((depth, text))` for an ATX heading (`#`, `##`, …).
-fn heading(line: &str) -> Option<(usize, &str)> {
-    let depth = line.bytes().take_while(|b| *b == b'#').count();
-    let rest = line.get(depth..)?;
-    (depth > 0 && rest.starts_with(' ')).then(|| (depth, rest.trim()))
-}
-
-/// The block's lines without blank lines at either end.
-fn tidy(block: &[&str]) -> String {
-    let start = block.iter().position(|line| !line.trim().is_empty());
-    let end = block.iter().rposition(|line| !line.trim().is_empty());
+/// A section's Markdown without blank lines at either end.
+fn tidy(section: &str) -> String {
+    let lines: Vec<&str> = section.lines().collect();
+    let start = lines.iter().position(|line| !line.trim().is_empty());
+    let end = lines.iter().rposition(|line| !line.trim().is_empty());
     match (start, end) {
-        (Some(start), Some(end)) => block[start..=end].join("\n"),
+        (Some(start), Some(end)) => lines[start..=end].join("\n"),
         _ => String::new(),
     }
 }
@@ -264,39 +393,55 @@ loop {}
         assert!(todo.levels[1].ends_with("loop {}\n```"));
     }
 
-    /// Files that the generator could not use are errors that say what is wrong.
+    /// Files that the generator could not use are errors that say what is wrong, and where.
     #[test]
     fn unusable_files_are_errors() {
         let one_hint = GOOD.split("### Hint 2").next().unwrap_or_default();
         let cases = [
-            (one_hint.to_string(), "it needs at least two"),
+            (one_hint.to_string(), 5, "it needs at least two"),
             (
                 GOOD.replace("### Hint 2", "### Hint 3"),
+                14,
                 "expected `### Hint 2`",
             ),
             (
                 GOOD.replace("## loop:", "## loop"),
+                5,
                 "expected `## <region id>: <title>`",
             ),
-            (GOOD.replace("The task.", ""), "has no task text"),
+            (GOOD.replace("The task.", ""), 5, "has no task text"),
             (
                 GOOD.replace("Read in a\nloop.", &"long ".repeat(30)),
+                9,
                 "as the todo!'s message it may have",
             ),
-            (
-                format!("stray\n{GOOD}"),
-                "line 1: text before the `# ` title",
-            ),
+            (format!("stray\n{GOOD}"), 1, "text before the `# ` title"),
             (
                 GOOD.replace("Read in a\nloop.", "One.\n\nTwo."),
+                9,
                 "must be one paragraph",
             ),
+            (
+                GOOD.replace("loop {}\n```\n", "loop {}\n"),
+                18,
+                "this code block never ends",
+            ),
+            (
+                GOOD.replace("## loop: Write the loop", "loop: Write the loop\n---"),
+                5,
+                "write headings with `#`s",
+            ),
+            (
+                GOOD.replace("The task.", "#### Deeper"),
+                7,
+                "only `#`, `##` and `###` headings",
+            ),
         ];
-        for (text, expected) in cases {
+        for (text, line, expected) in cases {
             let error = parse(&text).expect_err("an unusable hints file");
             assert!(
-                error.contains(expected),
-                "expected an error containing {expected:?}, got {error:?}"
+                error.line == line && error.message.contains(expected),
+                "expected line {line}: {expected:?}, got {error:?}"
             );
         }
     }
