@@ -14,7 +14,7 @@ use std::{
 use crate::{
     chapter::{self, Chapter},
     hints::{self, Hints},
-    manifest,
+    index, manifest,
     regions::{self, Piece, Region},
     rust,
 };
@@ -531,6 +531,10 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     files.push(File {
         path: PathBuf::from("workshop/tests/starters.rs"),
         contents: starters_test(&exercises),
+    });
+    files.push(File {
+        path: PathBuf::from(index::PATH),
+        contents: index::render(&exercises),
     });
     let manifest = chapter::read(&root.join("workshop/Cargo.toml"))?;
     files.push(File {

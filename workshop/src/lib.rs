@@ -2,7 +2,8 @@
 //! watch the chapter's stage tests go green.
 //!
 //! - [`generate`] turns each chapter crate into its exercise (`exercises/NN-name`): the chapter's
-//!   code with its teaching regions replaced by `todo!`s, plus the exercise's book page.
+//!   code with its teaching regions replaced by `todo!`s, plus the exercise's book page and the
+//!   [`index`] that the participant's commands read instead of regenerating.
 //! - [`run`] runs an exercise's stage tests and reads their results.
 //! - [`commands`] is what `cargo workshop …` does with both.
 //!
@@ -15,6 +16,7 @@ pub mod chapter;
 pub mod commands;
 pub mod generate;
 pub mod hints;
+pub mod index;
 pub mod manifest;
 pub mod regions;
 pub mod run;
