@@ -542,6 +542,7 @@ pub fn hint(
         style.bold(&format!("{}: {}", id, todo.title)),
         style.dim(&format!("({place}; {state})"))
     )?;
+    writeln!(out, "\n{}", indent(&todo.goal.text, "  "))?;
     writeln!(
         out,
         "\n{}\n",

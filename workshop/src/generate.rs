@@ -339,6 +339,7 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
     let stage = chapter::read(&stage_path)?;
     let suites = rust::stage_suites(&stage, chapter)
         .map_err(|err| err.at(&chapter.chapter_dir().join("tests/stage.rs")))?;
+    check_goal_tests(root, chapter, &hints, &suites)?;
 
     Ok(Exercise {
         chapter: chapter.clone(),
@@ -348,6 +349,48 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
         solution,
         suites,
     })
+}
+
+/// Checks that every test a goal names is one the chapter runs: a scenario of the stage suites it
+/// lists, or one of its unit tests. A goal that sends a participant to a test that does not exist
+/// (renamed, moved to another suite, a typo) is an error at the goal's line.
+fn check_goal_tests(
+    root: &Path,
+    chapter: &Chapter,
+    hints: &Hints,
+    suites: &[String],
+) -> Result<(), String> {
+    let lists = rust::scenario_lists(&root.join("tests/src"))?;
+    let unit_tests = rust::unit_tests(&root.join(chapter.chapter_dir()))?;
+    let runs: BTreeSet<&str> = suites
+        .iter()
+        .filter_map(|suite| lists.get(suite))
+        .flatten()
+        .chain(&unit_tests)
+        .map(String::as_str)
+        .collect();
+    for todo in &hints.todos {
+        if let Some(missing) = todo
+            .goal
+            .tests
+            .iter()
+            .find(|test| !runs.contains(test.as_str()))
+        {
+            return Err(crate::LineError::new(
+                todo.goal.line,
+                format!(
+                    "the goal of region `{}` names `{missing}`, which {} does not run: it is \
+                     neither a scenario of its stage suites nor one of its unit tests \
+                     (`cargo test -p {} -- --list` lists them)",
+                    todo.id,
+                    chapter.chapter_dir().display(),
+                    chapter.chapter_package()
+                ),
+            )
+            .at(&chapter.hints_file()));
+        }
+    }
+    Ok(())
 }
 
 /// `text` as `cargo fmt` would leave it. The chapters are formatted already, but the changes an
@@ -681,5 +724,50 @@ mod tests {
         let error = after_inner_attributes("fn f() {\n    todo!(\"x\")\n    1\n}\n")
             .expect_err("a tail todo! followed by more code");
         assert_eq!(error.line, 3, "{error:?}");
+    }
+
+    /// A goal may name the scenarios of the suites its chapter runs and the chapter's unit
+    /// tests; a scenario of another suite, or a test that does not exist, is an error at the
+    /// goal's line in the hints file.
+    #[test]
+    fn goals_name_only_tests_the_chapter_runs() {
+        let root = chapter::workspace_root();
+        let broker = Chapter::from_slug("03-broker").expect("a chapter name");
+        let stage = chapter::read(&root.join(broker.chapter_dir()).join("tests/stage.rs"))
+            .expect("chapter 03's stage test");
+        let suites = rust::stage_suites(&stage, &broker).expect("its suites");
+        let hints_naming = |tests: &str| {
+            hints::parse(&format!(
+                "# Exercise 03\n\n## forward: Forward\n\nThe task.\n\nDone when: forwarded. Tests: {tests}.\n\n\
+                 ### Hint 1\n\nOne.\n\n### Hint 2\n\nTwo.\n"
+            ))
+            .expect("a well-formed hints file")
+        };
+        let runs = hints_naming(
+            "`broadcast::delivers_to_every_other_client`, \
+             `broker::tests::forwards_to_everyone_but_the_sender`",
+        );
+        assert_eq!(check_goal_tests(&root, &broker, &runs, &suites), Ok(()));
+        for (missing, why) in [
+            (
+                "echo::echoes_text_as_text",
+                "a suite chapter 03 does not run",
+            ),
+            ("broker::tests::no_such_test", "no such unit test"),
+        ] {
+            let error = check_goal_tests(
+                &root,
+                &broker,
+                &hints_naming(&format!("`{missing}`")),
+                &suites,
+            )
+            .expect_err(why);
+            assert!(
+                error.starts_with(
+                    "workshop/hints/03-broker.md:7: the goal of region `forward` names"
+                ) && error.contains(missing),
+                "{why}: {error}"
+            );
+        }
     }
 }

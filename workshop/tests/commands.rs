@@ -143,6 +143,10 @@ fn hint_follows_the_todos_still_in_the_code() {
         "upgrade comes first:\n{output}"
     );
     assert!(
+        output.contains(&upgrade.goal.text),
+        "the hint repeats what holds when it is done:\n{output}"
+    );
+    assert!(
         output.contains("cargo workshop hint 01 2"),
         "the next level is offered:\n{output}"
     );
