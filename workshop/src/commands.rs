@@ -13,7 +13,10 @@ use similar::TextDiff;
 use crate::{
     chapter::{self, Chapter},
     generate::{self, Exercise, File},
+    hints,
+    index::{self, Entry},
     run::{self, Report, Status},
+    rust,
     style::Style,
 };
 
@@ -81,23 +84,14 @@ pub fn generate(root: &Path, check: bool, style: Style, out: &mut dyn Write) -> 
     }
 }
 
-/// Loads every chapter and the one the participant named.
-fn exercise_named(root: &Path, wanted: &str) -> Result<Exercise, String> {
-    let chapters = chapter::discover(root)?;
-    let chapter = chapter::find(&chapters, wanted)?;
-    generate::exercise(root, chapter)
-}
-
-/// [`exercise_named`] for a command: an unknown name is reported on `out` as an error, and the
-/// command then ends with `Ok(false)`.
-fn exercise_or_report(
-    root: &Path,
-    wanted: &str,
+/// Reports `result`'s error on `out`; the command then ends with `Ok(false)`.
+fn or_report<T>(
+    result: Result<T, String>,
     style: Style,
     out: &mut dyn Write,
-) -> io::Result<Option<Exercise>> {
-    match exercise_named(root, wanted) {
-        Ok(exercise) => Ok(Some(exercise)),
+) -> io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
         Err(err) => {
             writeln!(out, "{} {err}", style.bad("error:"))?;
             Ok(None)
@@ -105,35 +99,37 @@ fn exercise_or_report(
     }
 }
 
+/// The chapter the participant named.
+fn chapter_named(root: &Path, wanted: &str) -> Result<Chapter, String> {
+    let chapters = chapter::discover(root)?;
+    chapter::find(&chapters, wanted).cloned()
+}
+
+/// The exercise the participant named, generated from its chapter: its starter and solution
+/// files, for the commands that write or compare them.
+fn exercise_named(root: &Path, wanted: &str) -> Result<Exercise, String> {
+    generate::exercise(root, &chapter_named(root, wanted)?)
+}
+
+/// The exercise the participant named, as the index describes it: enough for the commands that
+/// only look (`hint`, `check`), without regenerating anything.
+fn entry_named(root: &Path, wanted: &str) -> Result<Entry, String> {
+    let chapter = chapter_named(root, wanted)?;
+    index::read(root)?
+        .into_iter()
+        .find(|entry| entry.chapter == chapter)
+        .ok_or_else(|| {
+            format!(
+                "exercise {} is not in {} yet: `cargo workshop generate` makes it",
+                chapter.slug,
+                index::PATH
+            )
+        })
+}
+
 /// The participant's copy of a generated file, if it is there.
 fn on_disk(root: &Path, file: &File) -> Option<String> {
     fs::read_to_string(root.join(&file.path)).ok()
-}
-
-/// Whether the participant's exercise is still the starter, byte for byte.
-fn untouched(root: &Path, exercise: &Exercise) -> bool {
-    exercise
-        .starter
-        .iter()
-        .all(|file| on_disk(root, file).as_deref() == Some(file.contents.as_str()))
-}
-
-/// The ids of the regions whose `todo!` is still in the participant's code, in order.
-fn todos_left(root: &Path, exercise: &Exercise) -> Vec<String> {
-    exercise
-        .regions
-        .iter()
-        .filter(|located| {
-            let path = root
-                .join(exercise.chapter.exercise_dir())
-                .join(&located.file);
-            let literal = exercise
-                .todo_literal(&located.region.id)
-                .unwrap_or_default();
-            fs::read_to_string(path).is_ok_and(|text| text.contains(&literal))
-        })
-        .map(|located| located.region.id.clone())
-        .collect()
 }
 
 /// The doc comment of a scenario (`suite::name`), read from the stage-tests crate's source: the
@@ -141,21 +137,7 @@ fn todos_left(root: &Path, exercise: &Exercise) -> Vec<String> {
 pub fn scenario_doc(root: &Path, name: &str) -> Option<String> {
     let (suite, function) = name.split_once("::")?;
     let source = fs::read_to_string(root.join("tests/src").join(format!("{suite}.rs"))).ok()?;
-    let lines: Vec<&str> = source.lines().collect();
-    let signature = format!("fn {function}(");
-    let at = lines.iter().position(|line| line.contains(&signature))?;
-    let mut doc: Vec<&str> = lines[..at]
-        .iter()
-        .rev()
-        .take_while(|line| {
-            let line = line.trim_start();
-            line.starts_with("///") || line.starts_with("#[")
-        })
-        .filter_map(|line| line.trim_start().strip_prefix("///"))
-        .map(str::trim)
-        .collect();
-    doc.reverse();
-    (!doc.is_empty()).then(|| doc.join(" "))
+    rust::doc_comment(&source, function)
 }
 
 /// Indents every line of `text` by `by` (blank lines stay empty).
@@ -199,10 +181,9 @@ pub fn check(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+    let Some(chapter) = or_report(chapter_named(root, wanted), style, out)? else {
         return Ok(false);
     };
-    let chapter = &exercise.chapter;
     let package = chapter.exercise_package();
     writeln!(
         out,
@@ -214,7 +195,7 @@ pub fn check(
     )?;
     out.flush()?;
     let report = run::stage_tests(root, &package, filter, style.colour);
-    let passed = show_report(root, &exercise, &report, style, out)?;
+    let passed = show_report(root, &chapter, &report, style, out)?;
     Ok(passed)
 }
 
@@ -225,12 +206,12 @@ const FAILURE_DETAILS: usize = 6;
 /// Prints a report of one exercise; returns whether everything passed.
 fn show_report(
     root: &Path,
-    exercise: &Exercise,
+    chapter: &Chapter,
     report: &Report,
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let number = exercise.chapter.number();
+    let number = chapter.number();
     match report {
         Report::CannotRun(err) => {
             writeln!(out, "{} {err}", style.bad("error:"))?;
@@ -310,7 +291,7 @@ fn show_report(
                     out,
                     "{} all {passed} scenarios pass. {}",
                     style.good("Done:"),
-                    match next_after(root, &exercise.chapter) {
+                    match next_after(root, chapter) {
                         Some(next) => format!(
                             "Next: exercise {} ({}).",
                             next.slug,
@@ -354,14 +335,14 @@ fn next_after(root: &Path, chapter: &Chapter) -> Option<Chapter> {
 }
 
 /// `cargo workshop`: every exercise's progress, found by running its stage tests now, and where
-/// to continue.
+/// to continue. What it knows about each exercise besides the test results (its todos, its
+/// untouched starter) comes from the index, so nothing is regenerated to print a line.
 pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bool> {
-    let chapters = match chapter::discover(root) {
-        Ok(chapters) => chapters,
-        Err(err) => {
-            writeln!(out, "{} {err}", style.bad("error:"))?;
-            return Ok(false);
-        }
+    let Some(chapters) = or_report(chapter::discover(root), style, out)? else {
+        return Ok(false);
+    };
+    let Some(entries) = or_report(index::read(root), style, out)? else {
+        return Ok(false);
     };
     writeln!(
         out,
@@ -371,23 +352,23 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
             .dim("Progress comes from running each exercise's stage tests now; nothing is stored.")
     )?;
     let width = chapters.iter().map(|c| c.slug.len()).max().unwrap_or(0);
-    let mut continue_with: Option<(Exercise, Vec<String>)> = None;
+    let mut continue_with: Option<(&Entry, Vec<String>)> = None;
     let mut all_done = true;
     for chapter in &chapters {
         write!(out, "  {:width$}  ", chapter.slug)?;
         out.flush()?;
-        let exercise = match generate::exercise(root, chapter) {
-            Ok(exercise) => exercise,
-            Err(err) => {
-                // A chapter without an exercise is the authors' business; one line is enough.
-                let first_line = err.lines().next().unwrap_or_default();
-                writeln!(out, "{} {first_line}", style.bad("no exercise yet:"))?;
-                all_done = false;
-                continue;
-            }
+        let Some(entry) = entries.iter().find(|entry| entry.chapter == *chapter) else {
+            // A chapter without an exercise is the authors' business; one line is enough.
+            writeln!(
+                out,
+                "{} `cargo workshop generate` makes it, or says why it cannot",
+                style.bad("no exercise yet:")
+            )?;
+            all_done = false;
+            continue;
         };
         let report = run::stage_tests(root, &chapter.exercise_package(), None, false);
-        let left = todos_left(root, &exercise);
+        let left = entry.todos_left(root);
         let (passed, failed) = report.counts();
         let line = match &report {
             Report::CannotRun(err) => style.bad(err),
@@ -398,7 +379,7 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
                 passed + failed
             ),
             Report::Ran { .. } => {
-                let state = if untouched(root, &exercise) {
+                let state = if entry.untouched(root) {
                     "not started"
                 } else {
                     "in progress"
@@ -420,7 +401,7 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
         if !report.all_passed() {
             all_done = false;
             if continue_with.is_none() {
-                continue_with = Some((exercise, left));
+                continue_with = Some((entry, left));
             }
         }
     }
@@ -434,10 +415,10 @@ pub fn progress(root: &Path, style: Style, out: &mut dyn Write) -> io::Result<bo
             )?;
         }
         None => {}
-        Some((exercise, left)) => {
-            let chapter = &exercise.chapter;
+        Some((entry, left)) => {
+            let chapter = &entry.chapter;
             let number = chapter.number();
-            let files: Vec<String> = exercise
+            let files: Vec<String> = entry
                 .files_with_todos()
                 .iter()
                 .map(|file| chapter.exercise_dir().join(file).display().to_string())
@@ -494,41 +475,46 @@ pub fn hint(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+    let Some(entry) = or_report(entry_named(root, wanted), style, out)? else {
         return Ok(false);
     };
-    let number = exercise.chapter.number();
-    let left = todos_left(root, &exercise);
+    let chapter = &entry.chapter;
+    let number = chapter.number();
+    let left = entry.todos_left(root);
     let chosen = match region {
-        Some(id) => exercise
-            .regions
+        Some(id) => entry.todo(id),
+        None => entry
+            .todos
             .iter()
-            .find(|located| located.region.id == id),
-        None => exercise
-            .regions
-            .iter()
-            .find(|located| left.contains(&located.region.id))
-            .or_else(|| exercise.regions.first()),
+            .find(|todo| left.contains(&todo.id))
+            .or_else(|| entry.todos.first()),
     };
     let Some(located) = chosen else {
-        let ids: Vec<&str> = exercise
-            .regions
-            .iter()
-            .map(|l| l.region.id.as_str())
-            .collect();
+        let ids: Vec<&str> = entry.todos.iter().map(|todo| todo.id.as_str()).collect();
         writeln!(
             out,
             "{} exercise {} has no todo {:?}; its todos are: {}",
             style.bad("error:"),
-            exercise.chapter.slug,
+            chapter.slug,
             region.unwrap_or_default(),
             ids.join(", ")
         )?;
         return Ok(false);
     };
-    let id = &located.region.id;
-    let Some(todo) = exercise.todo(id) else {
-        writeln!(out, "{} no hints for `{id}`", style.bad("error:"))?;
+    let id = &located.id;
+    let hints_path = chapter.hints_file();
+    let hints = chapter::read(&root.join(&hints_path))
+        .and_then(|text| hints::parse(&text).map_err(|err| err.at(&hints_path)));
+    let Some(hints) = or_report(hints, style, out)? else {
+        return Ok(false);
+    };
+    let Some(todo) = hints.todo(id) else {
+        writeln!(
+            out,
+            "{} no hints for `{id}` in {}",
+            style.bad("error:"),
+            hints_path.display()
+        )?;
         return Ok(false);
     };
     let levels = todo.levels.len();
@@ -544,10 +530,7 @@ pub fn hint(
         )?;
         return Ok(false);
     };
-    let place = match &located.region.function {
-        Some(function) => format!("{}, fn {function}", located.file.display()),
-        None => located.file.display().to_string(),
-    };
+    let place = format!("{}, fn {}", located.file.display(), located.function);
     let state = if left.contains(id) {
         "its todo!() is still in your code"
     } else {
@@ -559,6 +542,7 @@ pub fn hint(
         style.bold(&format!("{}: {}", id, todo.title)),
         style.dim(&format!("({place}; {state})"))
     )?;
+    writeln!(out, "\n{}", indent(&todo.goal.text, "  "))?;
     writeln!(
         out,
         "\n{}\n",
@@ -583,10 +567,10 @@ pub fn hint(
             workshop(style, &format!("diff {number}"))
         )?;
     }
-    let others: Vec<&str> = exercise
-        .regions
+    let others: Vec<&str> = entry
+        .todos
         .iter()
-        .map(|l| l.region.id.as_str())
+        .map(|todo| todo.id.as_str())
         .filter(|other| other != id)
         .collect();
     if !others.is_empty() {
@@ -628,7 +612,7 @@ fn replace(
     style: Style,
     out: &mut dyn Write,
 ) -> io::Result<bool> {
-    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+    let Some(exercise) = or_report(exercise_named(root, wanted), style, out)? else {
         return Ok(false);
     };
     let (files, name) = match version {
@@ -710,7 +694,7 @@ fn replace(
 /// `cargo workshop diff NN`: the participant's files against the chapter's, as the exercise
 /// reads when finished the chapter's way (`-` yours, `+` the chapter's).
 pub fn diff(root: &Path, wanted: &str, style: Style, out: &mut dyn Write) -> io::Result<bool> {
-    let Some(exercise) = exercise_or_report(root, wanted, style, out)? else {
+    let Some(exercise) = or_report(exercise_named(root, wanted), style, out)? else {
         return Ok(false);
     };
     let chapter = &exercise.chapter;

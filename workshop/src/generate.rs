@@ -14,7 +14,9 @@ use std::{
 use crate::{
     chapter::{self, Chapter},
     hints::{self, Hints},
+    index, manifest,
     regions::{self, Piece, Region},
+    rust,
 };
 
 /// A file the generator writes, at `path` relative to the workspace root.
@@ -71,7 +73,9 @@ impl Exercise {
     }
 }
 
-/// Renames the chapter's package and crate to the exercise's, wherever they appear.
+/// Renames the chapter's package and crate to the exercise's, wherever they appear in a source
+/// file (`use ch01_echo::..`, `target!(ch01_echo, "ch01-echo")`, doc comments). The manifest is
+/// renamed by [`manifest::exercise_manifest`] instead, which touches only the package's name.
 fn rename(text: &str, chapter: &Chapter) -> String {
     text.replace(&chapter.chapter_package(), &chapter.exercise_package())
         .replace(&chapter.chapter_crate(), &chapter.exercise_crate())
@@ -143,35 +147,22 @@ const ALLOW: &str = "\
 
 /// `text` with [`ALLOW`] after its leading inner attributes: a later lint attribute overrides an
 /// earlier one, so the allow must come after a chapter's own `#![deny(..)]`. `None` when the file
-/// has no inner attribute (the allow then goes at the top).
-fn after_inner_attributes(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut end_of_attributes = None;
-    let mut depth = 0usize;
-    for (index, line) in lines.iter().enumerate() {
-        let trimmed = line.trim_start();
-        if depth > 0 || trimmed.starts_with("#![") {
-            depth += line.matches(['(', '[']).count();
-            depth = depth.saturating_sub(line.matches([')', ']']).count());
-            if depth == 0 {
-                end_of_attributes = Some(index);
-            }
-        } else if !(trimmed.is_empty() || trimmed.starts_with("//")) {
-            break;
+/// has no inner attribute (the allow then goes at the top). The text must parse: it is a file of
+/// the exercise, which a participant has to be able to compile.
+fn after_inner_attributes(text: &str) -> Result<Option<String>, crate::LineError> {
+    let file = rust::parse_file(text)?;
+    let Some(end) = rust::inner_attributes_end(&file) else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    for (index, line) in text.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if index + 1 == end {
+            out.push_str(ALLOW);
         }
     }
-    let end = end_of_attributes?;
-    let mut out = String::new();
-    for line in &lines[..=end] {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push_str(ALLOW);
-    for line in &lines[end + 1..] {
-        out.push_str(line);
-        out.push('\n');
-    }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Whether `file` (relative to the crate) is the root of the library, and so the place for a
@@ -205,18 +196,22 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
             hints_path.display()
         )
     })?;
-    let hints =
-        hints::parse(&hints_text).map_err(|err| format!("{}: {err}", hints_path.display()))?;
+    let hints = hints::parse(&hints_text).map_err(|err| err.at(&hints_path))?;
 
     let files = chapter::files_under(&chapter_dir)
         .map_err(|err| format!("cannot list {}: {err}", chapter_dir.display()))?;
     let mut sources = Vec::new();
     let mut located = Vec::new();
     for file in files {
-        let text = rename(&chapter::read(&chapter_dir.join(&file))?, chapter);
+        let original = chapter::read(&chapter_dir.join(&file))?;
+        let text = if file == Path::new("Cargo.toml") {
+            manifest::exercise_manifest(&original, chapter)?
+        } else {
+            rename(&original, chapter)
+        };
         let pieces = if file.extension().is_some_and(|ext| ext == "rs") {
-            let pieces = regions::scan(&text)
-                .map_err(|err| format!("{}: {err}", chapter.chapter_dir().join(&file).display()))?;
+            let pieces =
+                regions::scan(&text).map_err(|err| err.at(&chapter.chapter_dir().join(&file)))?;
             for region in regions::regions(&pieces) {
                 located.push(Located {
                     file: file.clone(),
@@ -299,14 +294,24 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
                 let head = rust_banner(chapter, &source.file, here, &todo_files);
                 let needs_allow = (is_library_root(&source.file) && library_has_todos)
                     || (!in_library(&source.file) && here > 0);
-                let with_allow = |body: String| match after_inner_attributes(&body) {
-                    Some(body) if needs_allow => format!("{head}\n{body}"),
-                    None if needs_allow => format!("{head}//\n{ALLOW}\n{body}"),
-                    _ => format!("{head}\n{body}"),
+                let with_allow = |body: String| {
+                    let place = chapter.exercise_dir().join(&source.file);
+                    let parsed = after_inner_attributes(&body).map_err(|err| {
+                        format!(
+                            "{}: the generated code does not parse: {}",
+                            place.display(),
+                            err.message
+                        )
+                    })?;
+                    Ok::<String, String>(match parsed {
+                        Some(body) if needs_allow => format!("{head}\n{body}"),
+                        None if needs_allow => format!("{head}//\n{ALLOW}\n{body}"),
+                        _ => format!("{head}\n{body}"),
+                    })
                 };
                 (
-                    format(with_allow(regions::starter(pieces, message)), &source.file)?,
-                    format(with_allow(regions::solution(pieces)), &source.file)?,
+                    format(with_allow(regions::starter(pieces, message))?, &source.file)?,
+                    format(with_allow(regions::solution(pieces))?, &source.file)?,
                 )
             }
             None if source.file == Path::new("Cargo.toml") => {
@@ -332,12 +337,9 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
 
     let stage_path = chapter_dir.join("tests/stage.rs");
     let stage = chapter::read(&stage_path)?;
-    let suites = stage_suites(&stage, chapter).map_err(|err| {
-        format!(
-            "{}: {err}",
-            chapter.chapter_dir().join("tests/stage.rs").display()
-        )
-    })?;
+    let suites = rust::stage_suites(&stage, chapter)
+        .map_err(|err| err.at(&chapter.chapter_dir().join("tests/stage.rs")))?;
+    check_goal_tests(root, chapter, &hints, &suites)?;
 
     Ok(Exercise {
         chapter: chapter.clone(),
@@ -347,6 +349,48 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
         solution,
         suites,
     })
+}
+
+/// Checks that every test a goal names is one the chapter runs: a scenario of the stage suites it
+/// lists, or one of its unit tests. A goal that sends a participant to a test that does not exist
+/// (renamed, moved to another suite, a typo) is an error at the goal's line.
+fn check_goal_tests(
+    root: &Path,
+    chapter: &Chapter,
+    hints: &Hints,
+    suites: &[String],
+) -> Result<(), String> {
+    let lists = rust::scenario_lists(&root.join("tests/src"))?;
+    let unit_tests = rust::unit_tests(&root.join(chapter.chapter_dir()))?;
+    let runs: BTreeSet<&str> = suites
+        .iter()
+        .filter_map(|suite| lists.get(suite))
+        .flatten()
+        .chain(&unit_tests)
+        .map(String::as_str)
+        .collect();
+    for todo in &hints.todos {
+        if let Some(missing) = todo
+            .goal
+            .tests
+            .iter()
+            .find(|test| !runs.contains(test.as_str()))
+        {
+            return Err(crate::LineError::new(
+                todo.goal.line,
+                format!(
+                    "the goal of region `{}` names `{missing}`, which {} does not run: it is \
+                     neither a scenario of its stage suites nor one of its unit tests \
+                     (`cargo test -p {} -- --list` lists them)",
+                    todo.id,
+                    chapter.chapter_dir().display(),
+                    chapter.chapter_package()
+                ),
+            )
+            .at(&chapter.hints_file()));
+        }
+    }
+    Ok(())
 }
 
 /// `text` as `cargo fmt` would leave it. The chapters are formatted already, but the changes an
@@ -382,88 +426,6 @@ fn rustfmt(root: &Path, text: &str) -> Result<String, String> {
         ));
     }
     String::from_utf8(output.stdout).map_err(|_| "rustfmt printed something not UTF-8".to_string())
-}
-
-/// The suites a chapter's `tests/stage.rs` hands to `stage_tests::run`, which must be called as
-/// `stage_tests::run(stage_tests::target!(chNN_name, "chNN-name"), &[suite, …])`.
-pub fn stage_suites(text: &str, chapter: &Chapter) -> Result<Vec<String>, String> {
-    const CALL: &str = "stage_tests::run(";
-    let start = text
-        .find(CALL)
-        .ok_or("expected a call to `stage_tests::run(target, &[suites])`")?;
-    let args = top_level_items(&text[start + CALL.len()..], ')')?;
-    let shape = "expected `stage_tests::run(stage_tests::target!(..), &[suites])`";
-    let [target, suites] = args.as_slice() else {
-        return Err(shape.to_string());
-    };
-    let target: String = target.split_whitespace().collect();
-    let expected_target = format!(
-        "stage_tests::target!({},\"{}\")",
-        chapter.chapter_crate(),
-        chapter.chapter_package()
-    );
-    if target != expected_target {
-        return Err(format!(
-            "expected the target `{expected_target}`, found `{target}`"
-        ));
-    }
-    let list = suites.strip_prefix("&[").ok_or_else(|| shape.to_string())?;
-    let suites = top_level_items(list, ']')?;
-    if suites.is_empty() {
-        return Err("the stage test runs no suite".to_string());
-    }
-    Ok(suites
-        .iter()
-        .map(|suite| suite.split_whitespace().collect())
-        .collect())
-}
-
-/// The comma-separated items of a bracketed list whose opening bracket has been consumed, up to
-/// the matching `close`. Brackets nest; string literals are skipped over.
-fn top_level_items(text: &str, close: char) -> Result<Vec<String>, String> {
-    let mut items = Vec::new();
-    let mut current = String::new();
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        if in_string {
-            current.push(c);
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                current.push(c);
-            }
-            '(' | '[' | '{' => {
-                depth += 1;
-                current.push(c);
-            }
-            ')' | ']' | '}' if depth > 0 => {
-                depth -= 1;
-                current.push(c);
-            }
-            c if c == close => {
-                if !current.trim().is_empty() {
-                    items.push(current.trim().to_string());
-                }
-                return Ok(items);
-            }
-            ',' if depth == 0 => {
-                items.push(current.trim().to_string());
-                current.clear();
-            }
-            c => current.push(c),
-        }
-    }
-    Err(format!("no closing `{close}`"))
 }
 
 /// The exercise's section of the book: where the crate is, the commands, and for every todo its
@@ -510,10 +472,7 @@ pub fn book_page(exercise: &Exercise) -> String {
         let Some(todo) = exercise.todo(&region.id) else {
             continue;
         };
-        let place = match &region.function {
-            Some(function) => format!("`{}`, in `fn {function}`", file.display()),
-            None => format!("`{}`, line {}", file.display(), region.line),
-        };
+        let place = format!("`{}`, in `fn {}`", file.display(), region.function);
         page.push_str(&format!(
             "\n### {n}. {title}\n\n*Where:* {place}.\n\n{task}\n",
             n = index + 1,
@@ -583,40 +542,6 @@ pub fn starters_test(exercises: &[Exercise]) -> String {
     text
 }
 
-const DEPS_BEGIN: &str = "# BEGIN exercise crates";
-const DEPS_END: &str = "# END exercise crates";
-
-/// `workshop/Cargo.toml` with the exercise crates listed as dev-dependencies between its
-/// `# BEGIN exercise crates` and `# END exercise crates` lines (for `tests/starters.rs`).
-pub fn workshop_manifest(current: &str, exercises: &[Exercise]) -> Result<String, String> {
-    let begin = current
-        .find(DEPS_BEGIN)
-        .ok_or_else(|| format!("workshop/Cargo.toml has no `{DEPS_BEGIN}` line"))?;
-    let begin_line_end = current[begin..]
-        .find('\n')
-        .map(|at| begin + at + 1)
-        .ok_or_else(|| format!("workshop/Cargo.toml ends at `{DEPS_BEGIN}`"))?;
-    let end = current
-        .find(DEPS_END)
-        .filter(|end| *end > begin)
-        .ok_or_else(|| {
-            format!("workshop/Cargo.toml has no `{DEPS_END}` line after `{DEPS_BEGIN}`")
-        })?;
-    let mut deps = String::new();
-    for exercise in exercises {
-        deps.push_str(&format!(
-            "{} = {{ path = \"../exercises/{}\" }}\n",
-            exercise.chapter.exercise_package(),
-            exercise.chapter.slug
-        ));
-    }
-    Ok(format!(
-        "{}{deps}{}",
-        &current[..begin_line_end],
-        &current[end..]
-    ))
-}
-
 /// Everything the generator writes, for every chapter that can be an exercise.
 pub struct Generated {
     pub exercises: Vec<Exercise>,
@@ -650,10 +575,20 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
         path: PathBuf::from("workshop/tests/starters.rs"),
         contents: starters_test(&exercises),
     });
+    files.push(File {
+        path: PathBuf::from(index::PATH),
+        contents: index::render(&exercises),
+    });
     let manifest = chapter::read(&root.join("workshop/Cargo.toml"))?;
     files.push(File {
         path: PathBuf::from("workshop/Cargo.toml"),
-        contents: workshop_manifest(&manifest, &exercises)?,
+        contents: manifest::workshop_manifest(
+            &manifest,
+            &exercises
+                .iter()
+                .map(|exercise| &exercise.chapter)
+                .collect::<Vec<_>>(),
+        )?,
     });
     Ok(Generated {
         exercises,
@@ -759,33 +694,6 @@ mod tests {
         Chapter::from_slug("01-echo").expect("a chapter name")
     }
 
-    /// The suites come out of a stage test written the way every chapter writes it.
-    #[test]
-    fn suites_come_from_the_stage_test() {
-        let stage = "fn main() -> std::process::ExitCode {\n    stage_tests::run(\n        \
-                     stage_tests::target!(ch01_echo, \"ch01-echo\"),\n        &[\n            \
-                     stage_tests::contract::SCENARIOS,\n            stage_tests::echo::SCENARIOS,\n        \
-                     ],\n    )\n}\n";
-        assert_eq!(
-            stage_suites(stage, &echo()),
-            Ok(vec![
-                "stage_tests::contract::SCENARIOS".to_string(),
-                "stage_tests::echo::SCENARIOS".to_string()
-            ])
-        );
-    }
-
-    /// A stage test of another shape, or for another crate, is an error the author can act on.
-    #[test]
-    fn odd_stage_tests_are_errors() {
-        let other_crate =
-            "stage_tests::run(stage_tests::target!(ch02_split, \"ch02-split\"), &[a])";
-        let error = stage_suites(other_crate, &echo()).expect_err("the wrong target");
-        assert!(error.contains("expected the target"), "{error}");
-        let no_run = "fn main() {}";
-        assert!(stage_suites(no_run, &echo()).is_err());
-    }
-
     /// Renaming touches the chapter's own package and crate names, and nothing else.
     #[test]
     fn renaming_swaps_only_this_chapters_names() {
@@ -796,15 +704,70 @@ mod tests {
         );
     }
 
-    /// The dev-dependency list is rewritten between its markers and nowhere else.
+    /// The starter's allow goes after the chapter's own lint attributes (a later attribute wins),
+    /// past inner doc comments, and nowhere when there are none.
     #[test]
-    fn the_manifest_block_is_replaced_between_its_markers() {
-        let current = "[package]\n\n[dev-dependencies]\n# BEGIN exercise crates: generated\nold = 1\n# END exercise crates\n\n[lints]\n";
-        let manifest = workshop_manifest(current, &[]).expect("markers present");
+    fn the_allow_follows_the_chapters_own_lints() {
+        let text = "//! Docs.\n#![deny(\n    clippy::todo,\n)]\n\nfn f() {}\n";
         assert_eq!(
-            manifest,
-            "[package]\n\n[dev-dependencies]\n# BEGIN exercise crates: generated\n# END exercise crates\n\n[lints]\n"
+            after_inner_attributes(text),
+            Ok(Some(format!(
+                "//! Docs.\n#![deny(\n    clippy::todo,\n)]\n{ALLOW}\nfn f() {{}}\n"
+            )))
         );
-        assert!(workshop_manifest("[package]\n", &[]).is_err());
+        assert_eq!(after_inner_attributes("//! Docs.\nfn f() {}\n"), Ok(None));
+    }
+
+    /// Generated code that does not parse is an error at its line, not a file written anyway.
+    #[test]
+    fn generated_code_must_parse() {
+        let error = after_inner_attributes("fn f() {\n    todo!(\"x\")\n    1\n}\n")
+            .expect_err("a tail todo! followed by more code");
+        assert_eq!(error.line, 3, "{error:?}");
+    }
+
+    /// A goal may name the scenarios of the suites its chapter runs and the chapter's unit
+    /// tests; a scenario of another suite, or a test that does not exist, is an error at the
+    /// goal's line in the hints file.
+    #[test]
+    fn goals_name_only_tests_the_chapter_runs() {
+        let root = chapter::workspace_root();
+        let broker = Chapter::from_slug("03-broker").expect("a chapter name");
+        let stage = chapter::read(&root.join(broker.chapter_dir()).join("tests/stage.rs"))
+            .expect("chapter 03's stage test");
+        let suites = rust::stage_suites(&stage, &broker).expect("its suites");
+        let hints_naming = |tests: &str| {
+            hints::parse(&format!(
+                "# Exercise 03\n\n## forward: Forward\n\nThe task.\n\nDone when: forwarded. Tests: {tests}.\n\n\
+                 ### Hint 1\n\nOne.\n\n### Hint 2\n\nTwo.\n"
+            ))
+            .expect("a well-formed hints file")
+        };
+        let runs = hints_naming(
+            "`broadcast::delivers_to_every_other_client`, \
+             `broker::tests::forwards_to_everyone_but_the_sender`",
+        );
+        assert_eq!(check_goal_tests(&root, &broker, &runs, &suites), Ok(()));
+        for (missing, why) in [
+            (
+                "echo::echoes_text_as_text",
+                "a suite chapter 03 does not run",
+            ),
+            ("broker::tests::no_such_test", "no such unit test"),
+        ] {
+            let error = check_goal_tests(
+                &root,
+                &broker,
+                &hints_naming(&format!("`{missing}`")),
+                &suites,
+            )
+            .expect_err(why);
+            assert!(
+                error.starts_with(
+                    "workshop/hints/03-broker.md:7: the goal of region `forward` names"
+                ) && error.contains(missing),
+                "{why}: {error}"
+            );
+        }
     }
 }

@@ -9,21 +9,33 @@ use std::{
 
 use workshop::{chapter::Chapter, commands, generate, style::Style};
 
-/// A workspace with chapter 01 and its hints and nothing else, in this test's own directory.
-fn scratch(name: &str) -> PathBuf {
+/// Copies the files under `from` (relative to the real workspace) into the same place in `root`.
+fn copy_tree(root: &Path, from: &Path) {
     let real = workshop::chapter::workspace_root();
+    for file in workshop::chapter::files_under(&real.join(from)).expect("listing to copy") {
+        let to = root.join(from).join(&file);
+        fs::create_dir_all(to.parent().expect("a file has a directory")).expect("mkdir");
+        fs::copy(real.join(from).join(&file), &to).expect("copying");
+    }
+}
+
+/// A workspace with chapter 01, its hints, the stage tests' sources (whose names its goals
+/// use) and the workshop's manifest, generated into its exercise and index, in this test's own
+/// directory.
+fn scratch(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("workshop-{name}"));
     let _ = fs::remove_dir_all(&root);
     let chapter = Chapter::from_slug("01-echo").expect("a chapter name");
-    let from = real.join(chapter.chapter_dir());
-    for file in workshop::chapter::files_under(&from).expect("chapter 01 can be listed") {
-        let to = root.join(chapter.chapter_dir()).join(&file);
+    copy_tree(&root, &chapter.chapter_dir());
+    copy_tree(&root, Path::new("tests/src"));
+    for file in [chapter.hints_file(), PathBuf::from("workshop/Cargo.toml")] {
+        let to = root.join(&file);
         fs::create_dir_all(to.parent().expect("a file has a directory")).expect("mkdir");
-        fs::copy(from.join(&file), &to).expect("copying chapter 01");
+        fs::copy(workshop::chapter::workspace_root().join(&file), &to).expect("copying");
     }
-    let hints = root.join(chapter.hints_file());
-    fs::create_dir_all(hints.parent().expect("a file has a directory")).expect("mkdir");
-    fs::copy(real.join(chapter.hints_file()), &hints).expect("copying the hints");
+    let generated = generate::generate(&root).expect("the scratch chapter generates");
+    assert!(generated.errors.is_empty(), "{:?}", generated.errors);
+    generate::write(&root, &generated).expect("writing the scratch exercise");
     root
 }
 
@@ -43,6 +55,7 @@ fn starter_of(root: &Path) -> generate::Exercise {
 #[test]
 fn reset_restores_the_starter_and_keeps_a_backup() {
     let root = scratch("reset");
+    fs::remove_dir_all(root.join("exercises/01-echo")).expect("removing the exercise");
     let (ok, _) = run(|out| commands::reset(&root, "01", Style::plain(), out));
     assert!(ok, "resetting a missing exercise creates it");
     let lib = root.join("exercises/01-echo/src/lib.rs");
@@ -130,6 +143,10 @@ fn hint_follows_the_todos_still_in_the_code() {
         "upgrade comes first:\n{output}"
     );
     assert!(
+        output.contains(&upgrade.goal.text),
+        "the hint repeats what holds when it is done:\n{output}"
+    );
+    assert!(
         output.contains("cargo workshop hint 01 2"),
         "the next level is offered:\n{output}"
     );
@@ -164,6 +181,37 @@ fn hint_follows_the_todos_still_in_the_code() {
     assert!(
         !ok && output.contains("not 9"),
         "a level that does not exist:\n{output}"
+    );
+}
+
+/// The participant's side reads the index, not the chapters: with the chapter's source gone, so
+/// that nothing could be regenerated, `hint` still finds the open todo and its hints, and the
+/// index tells a fresh exercise from a started one and counts the todos left.
+#[test]
+fn hints_and_progress_come_from_the_index_without_regenerating() {
+    let root = scratch("index");
+    let entries = workshop::index::read(&root).expect("the scratch index");
+    let entry = entries.first().expect("exercise 01 is in the index");
+    assert!(entry.untouched(&root), "a fresh exercise is the starter");
+    assert_eq!(entry.todos_left(&root), ["upgrade", "echo"]);
+
+    fs::remove_file(root.join("chapters/01-echo/src/lib.rs")).expect("removing the chapter");
+    let (ok, output) = run(|out| commands::hint(&root, "01", None, None, Style::plain(), out));
+    assert!(ok, "hint needs no chapter source:\n{output}");
+    assert!(
+        output.contains("upgrade: Accept the WebSocket (src/lib.rs, fn upgrade; its todo!() is still in your code)"),
+        "the first open todo, where it is:\n{output}"
+    );
+
+    let lib = root.join("exercises/01-echo/src/lib.rs");
+    let mut text = fs::read_to_string(&lib).expect("the starter's lib.rs");
+    text.push_str("// a note of mine\n");
+    fs::write(&lib, text).expect("editing lib.rs");
+    assert!(!entry.untouched(&root), "any change makes it started");
+    assert_eq!(
+        entry.todos_left(&root).len(),
+        2,
+        "both todos are still there"
     );
 }
 

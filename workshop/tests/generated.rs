@@ -3,7 +3,7 @@
 //! the committed exercises, book pages and starter test are what the generator makes today.
 //! `tests/starters.rs` (generated) then proves each starter compiles and fails.
 
-use workshop::{chapter, generate};
+use workshop::{chapter, generate, regions, rust};
 
 /// Every chapter can be made into an exercise: it marks teaching regions, every region has a
 /// task and at least two hints, and its stage test has the shape the starter test needs.
@@ -58,40 +58,51 @@ fn the_generated_files_are_up_to_date() {
     );
 }
 
-/// Each starter has exactly one `todo!` per teaching region, carrying that region's first
-/// hint, so a participant who hits it reads where to begin.
+/// Each starter has exactly one `todo!` per teaching region, and it carries that region's goal
+/// (what holds when it is done, and the tests that check it), not its first hint: a participant
+/// who hits it reads what to achieve, and asks for the steps if they want them.
 #[test]
-fn every_todo_in_a_starter_carries_its_first_hint() {
+fn every_todo_in_a_starter_states_its_goal() {
     let root = chapter::workspace_root();
     let generated = generate::generate(&root).expect("the chapters can be listed");
     for exercise in &generated.exercises {
-        let todos = exercise
-            .starter
+        let mut found = Vec::new();
+        for file in &exercise.starter {
+            if file.path.extension().is_some_and(|ext| ext == "rs") {
+                let todos = rust::todos(&file.contents).expect("a starter's brackets balance");
+                found.extend(todos.into_iter().filter_map(|todo| todo.message));
+            }
+        }
+        let expected: Vec<String> = exercise
+            .regions
             .iter()
-            .flat_map(|file| file.contents.lines())
-            .filter(|line| line.trim_start().starts_with("todo!("))
-            .count();
+            .map(|located| {
+                let todo = exercise
+                    .todo(&located.region.id)
+                    .expect("every region has hints");
+                assert!(
+                    todo.message().starts_with("Done when: "),
+                    "exercise {}: the todo! for `{}` states a goal: {}",
+                    exercise.chapter.slug,
+                    todo.id,
+                    todo.message()
+                );
+                assert_ne!(
+                    todo.message(),
+                    todo.levels[0],
+                    "the goal is not the first hint"
+                );
+                regions::format_string(&todo.message())
+            })
+            .collect();
+        let mut found_sorted = found.clone();
+        found_sorted.sort();
+        let mut expected_sorted = expected.clone();
+        expected_sorted.sort();
         assert_eq!(
-            todos,
-            exercise.regions.len(),
-            "exercise {}: one todo! per region",
+            found_sorted, expected_sorted,
+            "exercise {}: one todo! per region, each with its region's goal",
             exercise.chapter.slug
         );
-        for located in &exercise.regions {
-            let literal = exercise
-                .todo_literal(&located.region.id)
-                .expect("every region has hints");
-            let file = exercise
-                .starter
-                .iter()
-                .find(|file| file.path.ends_with(&located.file))
-                .expect("the region's file is in the starter");
-            assert!(
-                file.contents.contains(&literal),
-                "exercise {}: the todo! for `{}` should say {literal}",
-                exercise.chapter.slug,
-                located.region.id
-            );
-        }
     }
 }

@@ -63,14 +63,14 @@ async fn page() -> Html<String> {
 /// accepted and the connection handed to `echo`.
 async fn upgrade(ws: WebSocketUpgrade) -> Response {
     todo!(
-        "Ask the WebSocketUpgrade to finish the handshake and to run `echo` with the socket it gets."
+        "Done when: a WebSocket handshake on `/ws` is answered and every connection that opens is served by `echo`, once per client. Tests: `contract::plain_http_request_to_ws_is_refused`, `echo::echoes_text_as_text`."
     )
 }
 
 async fn echo(mut socket: WebSocket) {
     tracing::info!("client connected");
     todo!(
-        "Loop while `socket.recv().await` gives `Some(Ok(message))`, and send text and binary messages back."
+        "Done when: every text or binary message a client sends comes back to that client unchanged and in order, until it leaves, and its Close gets the close reply. Tests: `echo::echoes_text_as_text`, `echo::echoes_in_the_order_sent`, `echo::answers_a_close_with_the_close_reply`."
     );
     tracing::info!("client disconnected");
 }

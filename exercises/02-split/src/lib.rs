@@ -83,7 +83,7 @@ async fn upgrade(State(config): State<Config>, ws: WebSocketUpgrade) -> Response
 async fn connection(socket: WebSocket, config: Config) {
     tracing::info!("client connected");
     todo!(
-        "Split with `socket.split()`, make an unbounded mpsc channel, spawn `write(..)`, then await `read(..)`."
+        "Done when: each connection runs a reader and a writer side by side, joined by a queue, and is logged as disconnected only once both are done. Tests: `heartbeat::keeps_echoing_between_pings`, `contract::logs_connects_and_disconnects_to_stderr`."
     );
     tracing::info!("client disconnected");
 }
@@ -91,7 +91,7 @@ async fn connection(socket: WebSocket, config: Config) {
 /// Reads until the client goes away, queuing each data message for the writer to echo.
 async fn read(mut stream: SplitStream<WebSocket>, outbox: mpsc::UnboundedSender<Message>) {
     todo!(
-        "Loop over `stream.next().await` as exercise 01 looped over `recv`, queuing messages with `outbox.send`."
+        "Done when: every text or binary message the client sends reaches the writer's queue, in order; reading stops when the client leaves or the queue is closed. Tests: `echo::echoes_in_the_order_sent`, `echo::echoes_binary_as_binary`."
     )
 }
 
@@ -103,6 +103,6 @@ async fn write(
     ping_interval: Duration,
 ) {
     todo!(
-        "Make a `tokio::time::interval` for the pings, then loop on `tokio::select!` over `outbox.recv()` and `tick()`."
+        "Done when: everything queued reaches the client in order, and a client that stays silent gets a Ping every `--ping-interval`. Tests: `echo::echoes_text_as_text`, `heartbeat::pings_a_silent_client_every_interval`."
     )
 }

@@ -61,7 +61,7 @@ pub fn spawn() -> mpsc::UnboundedSender<Event> {
 /// The broker's loop: one event at a time until every sender is gone.
 pub async fn run(mut events: mpsc::UnboundedReceiver<Event>) {
     todo!(
-        "Make a `Broker::default()` and call its `handle` with each event that `events.recv().await` returns."
+        "Done when: the broker applies every event to its map in the order the events arrive, and returns once every sender of events is gone. Tests: `broadcast::keeps_each_senders_order`, `broadcast::delivers_to_every_other_client`."
     )
 }
 
@@ -75,14 +75,14 @@ impl Broker {
     /// Applies one event to the map.
     pub fn handle(&mut self, event: Event) {
         todo!(
-            "`match` on the event: insert the outbox on `Join`, remove the id on `Leave`, call `self.forward` on `Message`."
+            "Done when: a client that joined is in the map, one that left is not (leaving twice changes nothing), and a message is passed on. Tests: `broker::tests::removing_an_unknown_id_is_harmless`, `broker::tests::a_client_that_left_gets_nothing_more`."
         )
     }
 
     /// Sends `message` to every client except the one it came from.
     fn forward(&self, from: ConnId, message: &Message) {
         todo!(
-            "Iterate over `&self.outboxes`, skip the entry whose id is `from`, and send a clone of the message to the rest."
+            "Done when: a message reaches every connected client but its sender, and a client whose writer has ended does not keep it from the others. Tests: `broker::tests::forwards_to_everyone_but_the_sender`, `broker::tests::a_vanished_writer_does_not_stop_the_others`."
         )
     }
 

@@ -91,7 +91,7 @@ async fn page() -> Html<String> {
 /// is already in the map: it gets every message sent after that moment.
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     todo!(
-        "Take `ConnId::next()` and a new unbounded channel, send `Event::Join` to `state.events`, then `on_upgrade`."
+        "Done when: a client is in the broker's map before its handshake is answered, so it gets everything sent once its connection is open; 503 once the broker has stopped. Tests: `broadcast::a_late_joiner_gets_only_what_is_sent_after_it_joined`, `broadcast::a_lone_client_hears_nothing`."
     )
 }
 
@@ -120,7 +120,7 @@ async fn read(
     events: &mpsc::UnboundedSender<Event>,
 ) {
     todo!(
-        "The loop of exercise 02's reader, sending `Event::Message {{ from: id, message }}` to `events` instead."
+        "Done when: every text or binary message the client sends reaches the broker as a message from this connection, in order, until the client leaves or the broker stops. Tests: `broadcast::delivers_to_every_other_client`, `broadcast::forwards_text_and_binary_verbatim`."
     )
 }
 

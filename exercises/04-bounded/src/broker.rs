@@ -111,7 +111,7 @@ impl Broker {
     /// Offers `message` to every client except the one it came from, without waiting for any.
     fn forward(&mut self, from: ConnId, message: &Message) {
         todo!(
-            "Loop over `&mut self.connections`, skip `from`, and `match` on `connection.outbox.try_send(message.clone())`."
+            "Done when: the broker never waits: a client with a full queue misses the message (counted) and gets later ones once it has room, and one whose queue is closed is removed. Tests: `broker::tests::a_full_queue_loses_the_message_for_that_client_only`, `broker::tests::a_client_that_catches_up_gets_messages_again`, `broker::tests::a_closed_queue_removes_its_client_and_the_rest_still_get_the_message`."
         )
     }
 

@@ -113,7 +113,7 @@ async fn page() -> Html<String> {
 /// is already in the map: it gets every message sent after that moment.
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     todo!(
-        "Make the outbox with `mpsc::channel(capacity)`, await the Join's `send`, and send the Leave from a spawned task."
+        "Done when: each client joins the broker before its handshake is answered, with an outbox that holds at most `--queue-capacity` messages, and a failed upgrade still leaves. Tests: `bounded::a_stalled_client_misses_messages_but_stays_connected`, `broadcast::a_late_joiner_gets_only_what_is_sent_after_it_joined`."
     )
 }
 
@@ -138,7 +138,7 @@ async fn connection(
 /// Reads until the client goes away, handing each data message to the broker.
 async fn read(mut stream: SplitStream<WebSocket>, id: ConnId, events: &mpsc::Sender<Event>) {
     todo!(
-        "Exercise 03's reader, with `.await` after `events.send(Event::Message {{ from: id, message }})`."
+        "Done when: no message a client sends is lost on its way to the broker, even when the broker's queue is full: a fast sender is slowed down, nobody else. Tests: `broadcast::keeps_each_senders_order`, `bounded::a_stalled_client_does_not_hold_back_the_others`."
     )
 }
 

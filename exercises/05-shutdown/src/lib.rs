@@ -142,7 +142,7 @@ pub async fn serve(
     // axum has stopped accepting and has finished its plain HTTP requests. The WebSockets are
     // ours: they are closing now, and we wait for them, but not forever.
     todo!(
-        "Close the tracker, then wait on `connections.wait()` inside `tokio::time::timeout(SHUTDOWN_GRACE, ..)`."
+        "Done when: once the server stops, `serve` returns when every connection has ended, or after `SHUTDOWN_GRACE` at the latest, saying how many were left. Tests: `shutdown::shutdown_closes_every_client_with_going_away_and_serve_returns`, `shutdown::shutdown_does_not_wait_for_a_client_that_never_reads`."
     );
     Ok(())
 }
@@ -156,7 +156,7 @@ async fn page() -> Html<String> {
 /// the counts are always consistent with each other.
 async fn stats(State(state): State<AppState>) -> Response {
     todo!(
-        "Make a `oneshot::channel()`, send `Event::Stats {{ reply }}` to the broker, await the receiver, answer `Json(stats)`."
+        "Done when: `GET /stats` answers with the broker's counts as JSON, and with 503 when the broker is gone before or while it asks. Tests: `stats::stats_is_json_and_starts_at_zero`, `stats::stats_count_a_known_exchange_exactly`."
     )
 }
 
@@ -214,7 +214,7 @@ async fn connection(
 ) {
     tracing::info!(%id, "client connected");
     todo!(
-        "Split, make a `oneshot::channel()`, spawn `write`, then `select!` over `read(..)` and `state.stopping.cancelled()`."
+        "Done when: a client that closes gets its own code back, every client gets 1001 when the server stops, and the connection then leaves the broker within `CLOSE_TIMEOUT`. Tests: `shutdown::a_client_that_closes_gets_its_own_code_back`, `shutdown::shutdown_closes_every_client_with_going_away_and_serve_returns`."
     );
     tracing::info!(%id, "client disconnected");
 }
@@ -261,7 +261,7 @@ async fn write(
     ping_interval: Duration,
 ) {
     todo!(
-        "Make the loop `let goodbye = loop {{ .. }}`, breaking with a `Goodbye`; add `&mut finish` to a `biased` `select!`."
+        "Done when: told to finish, the writer stops at once, even in the middle of a send, and sends the goodbye within `CLOSE_TIMEOUT`; with the broker gone, the goodbye is 1011. Tests: `shutdown::shutdown_does_not_wait_for_a_client_that_never_reads`, `tests::a_client_is_closed_with_1011_when_the_broker_is_gone`."
     )
 }
 

@@ -521,7 +521,7 @@ async fn connection(
 ) {
     tracing::info!(%id, "client connected");
     todo!(
-        "Exercise 05's connection, with a `stuck` token passed to `write` and a third branch in the `select!`."
+        "Done when: a client the writer gives up on is hung up on without a goodbye and counted as timed out; every other ending is as in exercise 05. Tests: `hardening::a_client_that_never_reads_is_cut_off_after_the_write_timeout`, `shutdown::a_client_that_closes_gets_its_own_code_back`."
     );
     drop(place);
     tracing::info!(%id, "client disconnected");
@@ -531,7 +531,7 @@ async fn connection(
 /// the writer should end with.
 async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> Goodbye {
     todo!(
-        "Loop on `tokio::time::timeout(state.idle_timeout, stream.next())` and `match` all four outcomes."
+        "Done when: a peer silent for `--idle-timeout` is closed with 1001 and counted, one that answers pings stays, and refused input ends with the close code `refusal` picks. Tests: `hardening::a_peer_that_never_answers_pings_is_dropped_after_the_idle_timeout`, `hardening::a_client_that_answers_pings_outlives_the_idle_timeout`."
     )
 }
 
@@ -544,7 +544,7 @@ const MAX_REASON: usize = 123;
 /// failed: then there is nobody to tell.
 fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
     todo!(
-        "Get tungstenite's `Error` out of the `axum::Error` with `into_inner().downcast()`, then `match` its variants."
+        "Done when: invalid UTF-8 gets Close 1007, a message over the limit 1009, any other protocol breach 1002 with a reason that fits, and a broken connection no Close. Tests: `hardening::invalid_utf8_is_closed_with_1007_and_never_forwarded`, `hardening::a_message_over_the_limit_is_closed_with_1009_and_never_forwarded`, `hardening::every_protocol_violation_is_closed_with_1002`."
     )
 }
 
@@ -560,7 +560,7 @@ async fn write(
     write_timeout: Duration,
 ) {
     todo!(
-        "Exercise 05's writer, with `tokio::time::timeout(write_timeout, sink.send(message))` and `stuck.cancel()` on expiry."
+        "Done when: a client that takes nothing for `--write-timeout` is given up on, and pings keep their schedule however busy the writer is. Tests: `hardening::a_client_that_never_reads_is_cut_off_after_the_write_timeout`, `hardening::a_client_that_answers_pings_outlives_the_idle_timeout`."
     )
 }
 
