@@ -29,6 +29,13 @@ enum Command {
     Serve,
     /// Build the book into book/build and exit.
     Build,
+    /// For each chapter page: how many of its exercise's answer lines it shows, unfolded, before
+    /// the exercise heading.
+    Answers {
+        /// The heading that opens the exercise.
+        #[arg(long, default_value = fanout_book::answers::YOUR_TURN)]
+        heading: String,
+    },
 }
 
 #[tokio::main]
@@ -44,7 +51,47 @@ async fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Command::Serve => serve(&cli.addr).await,
+        Command::Answers { heading } => answers(&heading),
     }
+}
+
+/// Prints, for every chapter page, the answer lines it shows before `heading`.
+fn answers(heading: &str) -> ExitCode {
+    let root = fanout_book::workspace_root();
+    let src = fanout_book::book_root().join("src");
+    let mut pages: Vec<PathBuf> = match std::fs::read_dir(&src) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+            .collect(),
+        Err(err) => {
+            eprintln!("error: cannot list {}: {err}", src.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    pages.sort();
+    for page in pages {
+        match fanout_book::answers::measure(&root, &page, heading) {
+            Ok(Some(measure)) => println!(
+                "{}: {} of {} answer lines ({:.0} %) before \"{heading}\"{}",
+                page.file_name().unwrap_or_default().to_string_lossy(),
+                measure.visible.len(),
+                measure.answer_lines.len(),
+                measure.percent(),
+                if measure.has_exercise_heading {
+                    ""
+                } else {
+                    " (no such heading: the whole page)"
+                }
+            ),
+            Ok(None) => {}
+            Err(err) => {
+                eprintln!("error: {}: {err:#}", page.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Builds the book, reporting a failure on stderr.

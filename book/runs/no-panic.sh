@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Can the linker prove that chapter 06's broker cannot panic? Tries the `no-panic` crate's
+# attribute for real, on a scratch copy of chapters/06-hardening (the repository is not touched).
+#
+#   bash book/runs/no-panic.sh [SCRATCH_DIR]      # default: /tmp/nopanic
+#
+# How `#[no_panic]` works: it wraps the function's body so that, should a panic unwind out of it,
+# a guard's destructor calls an extern function that does not exist. If the optimiser proves that
+# no unwind can leave the function, that call is deleted and the program links; otherwise the
+# link fails and names the function. So it needs an optimised build that links a binary calling
+# the function, and `panic = "unwind"` (with `abort` there is no unwinding and every check passes).
+#
+# What it tries, one release build each (the dependencies are built once, by the first):
+#   1. `Broker::handle_at`, the broker's whole event handling;
+#   2. `Broker::stats`, a function that only copies counters;
+#   3. `ConnId::fmt` (`Display`), a `write!` into a formatter.
+# Each outcome is printed as "linked" or "link failed", with the lines of the error that name
+# the function. It needs network access to crates.io once, to fetch `no-panic`.
+set -uo pipefail
+
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+scratch="${1:-/tmp/nopanic}"
+no_panic_version="0.1"
+
+rm -rf "$scratch"
+mkdir -p "$scratch"
+cp -r "$repo/chapters/06-hardening" "$scratch/ch06"
+cp -r "$repo/kit" "$scratch/kit"
+rm -rf "$scratch/ch06/tests" "$scratch/ch06/proptest-regressions"
+cp "$repo/Cargo.lock" "$scratch/Cargo.lock"
+
+# One workspace of two crates, with the dependency versions of the repository's workspace.
+deps="$(sed -n '/^\[workspace.dependencies\]/,/^\[/p' "$repo/Cargo.toml" | grep -v '^\[' | grep -v '^#' | grep -v 'path = ')"
+cat >"$scratch/Cargo.toml" <<EOF
+[workspace]
+resolver = "3"
+members = ["ch06", "kit"]
+
+[workspace.package]
+edition = "2024"
+rust-version = "1.88"
+license = "MIT OR Apache-2.0"
+publish = false
+
+[workspace.dependencies]
+$deps
+no-panic = "$no_panic_version"
+fanout-kit = { path = "kit" }
+
+[workspace.lints.rust]
+unsafe_code = "forbid"
+
+[profile.release]
+panic = "unwind"
+EOF
+# The chapter's dev-dependencies are not needed for a release build of its binary.
+sed -i '/^\[dev-dependencies\]/,/^$/d; /^\[\[test\]\]/,/^$/d' "$scratch/ch06/Cargo.toml"
+sed -i 's/^\[dependencies\]/[dependencies]\nno-panic.workspace = true/' "$scratch/ch06/Cargo.toml"
+
+broker="$scratch/ch06/src/broker.rs"
+cp "$broker" "$broker.orig"
+
+# Puts `#[no_panic::no_panic]` on the line before the first line matching $1, builds, reports.
+try() {
+    local label="$1" pattern="$2"
+    cp "$broker.orig" "$broker"
+    if ! grep -q "$pattern" "$broker"; then
+        echo "== $label: pattern not found in broker.rs: $pattern"
+        return
+    fi
+    sed -i "0,/$pattern/s//#[no_panic::no_panic]\n&/" "$broker"
+    echo "== $label"
+    grep -n -B1 "$pattern" "$broker" | head -2 | sed 's/^/   /'
+    local log="$scratch/$label.log"
+    (cd "$scratch" && cargo build --release --offline -p ch06-hardening >"$log" 2>&1 ||
+        cargo build --release -p ch06-hardening >"$log" 2>&1)
+    if grep -q "Finished" "$log"; then
+        echo "   linked: the optimiser removed every path by which a panic could leave it"
+    else
+        echo "   link failed:"
+        grep -E "detected panic|ERROR\[no-panic\]|function .* may panic|undefined reference" "$log" |
+            sort -u | head -5 | sed 's/^/   /'
+    fi
+}
+
+rustc --version
+echo "no-panic $no_panic_version, release profile, panic = \"unwind\", in $scratch"
+try handle_at 'pub fn handle_at'
+try stats '    pub fn stats(&self) -> Stats {'
+try display '    fn fmt(&self, f: &mut fmt::Formatter'
