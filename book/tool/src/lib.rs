@@ -15,6 +15,7 @@ use mdbook_driver::MDBook;
 use mdbook_mermaid::Mermaid;
 
 pub mod answers;
+pub mod runs;
 
 /// The JavaScript that turns `<pre class="mermaid">` blocks into diagrams in the browser, as
 /// `mdbook-mermaid` ships it (see `build.rs` for how we find it). Each entry is the file's name

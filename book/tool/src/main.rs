@@ -31,6 +31,16 @@ enum Command {
     Build,
     /// For each chapter page: how many of its exercise's answer lines it shows, unfolded, before
     /// the exercise heading.
+    /// Run the book's runs for real and write their recordings into book/runs/ (no NAME: list
+    /// them). A recording shows the default port, so port 3000 must be free.
+    Run {
+        /// The runs to record, e.g. 03-broadcast; `all` for every run.
+        names: Vec<String>,
+        /// Check each run's shape against its recording instead of recording it (what
+        /// `cargo test -p fanout-book --test runs` does).
+        #[arg(long)]
+        check: bool,
+    },
     Answers {
         /// The heading that opens the exercise.
         #[arg(long, default_value = fanout_book::answers::YOUR_TURN)]
@@ -52,6 +62,51 @@ async fn main() -> ExitCode {
         },
         Command::Serve => serve(&cli.addr).await,
         Command::Answers { heading } => answers(&heading),
+        Command::Run { names, check } => run(&names, check).await,
+    }
+}
+
+/// Records (or checks) the runs called `names`; lists them all when there is none.
+async fn run(names: &[String], check: bool) -> ExitCode {
+    use fanout_book::runs;
+    if names.is_empty() {
+        for run in runs::all() {
+            println!("{:<22} {}", run.name, run.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        if name == "all" {
+            chosen.extend(runs::all());
+        } else if let Some(run) = runs::find(name) {
+            chosen.push(run);
+        } else {
+            eprintln!("error: no run called {name:?} (see `cargo run -p fanout-book -- run`)");
+            return ExitCode::from(2);
+        }
+    }
+    let mut failed = false;
+    for run in chosen {
+        let outcome = if check {
+            runs::check(run).await.map(|()| format!("{}: same shape", run.name))
+        } else {
+            runs::record(run)
+                .await
+                .map(|path| format!("{}: recorded in {}", run.name, path.display()))
+        };
+        match outcome {
+            Ok(done) => println!("{done}"),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -1,0 +1,298 @@
+//! Chapter 04's runs: the new flag, the flood again, the log of a client that stalls and comes
+//! back, the `stall` benchmark against chapters 03 and 04 (and two try-its), and a SIGTERM that
+//! cuts everybody off.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Result, bail};
+use nix::sys::signal::Signal;
+use stage_tests::{Client, client::StalledClient};
+use tokio::process::Command;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{
+    Mode, Run, Transcript,
+    ch02::flags,
+    ch03::flood,
+    harness::{Ctx, Script, Tab, WAIT},
+};
+
+pub const RUNS: &[Run] = &[
+    Run {
+        name: "04-flags",
+        about: "chapter 04's --help, and a --queue-capacity it refuses",
+        measures: false,
+        go: |ctx| Box::pin(flags(ctx, "ch04-bounded", &["--queue-capacity", "0"])),
+    },
+    Run {
+        name: "04-flood",
+        about: "chapter 04 with a client that never reads, one that reads, and four floods of 1 KiB messages",
+        measures: true,
+        go: |ctx| Box::pin(flood(ctx, "ch04-bounded")),
+    },
+    Run {
+        name: "04-stall-log",
+        about: "chapter 04's log while a client stops reading, misses messages, and reads again",
+        measures: false,
+        go: |ctx| Box::pin(stall_log(ctx)),
+    },
+    Run {
+        name: "04-stall",
+        about: "the stall benchmark against chapters 03 and 04, in release builds",
+        measures: true,
+        go: |ctx| Box::pin(stall_both(ctx)),
+    },
+    Run {
+        name: "04-try-send-await",
+        about: "try it: chapter 04's broker with `send().await` in place of `try_send`, under stall",
+        measures: true,
+        go: |ctx| Box::pin(send_await(ctx)),
+    },
+    Run {
+        name: "04-try-small-queue",
+        about: "try it: chapter 04 with --queue-capacity 16, under stall's windows of 64",
+        measures: true,
+        go: |ctx| Box::pin(small_queue(ctx)),
+    },
+    Run {
+        name: "04-sigterm",
+        about: "chapter 04 with two clients, stopped by SIGTERM",
+        measures: false,
+        go: |ctx| Box::pin(sigterm(ctx)),
+    },
+];
+
+/// A stalled client (`#1`), a sender (`#2`) and a reader (`#3`): the sender sends windows of 32
+/// messages of 4 KiB, each once the reader has the last, until the server says the stalled client
+/// is not keeping up. Then the stalled client reads what was kept for it, and one more message
+/// shows it caught up.
+async fn stall_log(ctx: Ctx) -> Result<Transcript> {
+    let bin = ctx.bin("ch04-bounded").await?;
+    let server = ctx.start(&bin, &[]).await?;
+    let stalled = StalledClient::connect(server.addr, "stalled").await;
+    server.wait_for_log("client connected", 1).await?;
+    let mut sender = Client::connect(&server.ws_url(), "sender").await;
+    server.wait_for_log("client connected", 2).await?;
+    let mut reader = Client::connect(&server.ws_url(), "reader").await;
+    server.wait_for_log("client connected", 3).await?;
+    let payload = vec![b'.'; 4096];
+    let mut sent = 0;
+    while server.log_matching(&["not keeping up"]).is_empty() {
+        if sent > 20_000 {
+            bail!("20,000 messages went past the stalled client and it never fell behind");
+        }
+        for _ in 0..32 {
+            sender.send(Message::binary(payload.clone())).await;
+        }
+        for _ in 0..32 {
+            reader.recv().await;
+        }
+        sent += 32;
+    }
+    // It is behind for good now: its buffers are full. Let it read what was kept for it.
+    let mut resumed = stalled.resume();
+    let mut kept = 0;
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(resumed.stream())).await
+    {
+        kept += 1;
+    }
+    sender.send_text("are you back?").await;
+    reader.expect_text("are you back?").await;
+    resumed.expect_text("are you back?").await;
+    server.wait_for_log("caught up", 1).await?;
+    for (n, client) in [&mut resumed, &mut reader, &mut sender].into_iter().enumerate() {
+        client.send_close(1000, "").await;
+        client.expect_end().await;
+        server.wait_for_log("client disconnected", n + 1).await?;
+    }
+    let mut out = Transcript::default();
+    out.section("log", server.log());
+    out.section(
+        "kept",
+        vec![format!(
+            "the stalled client, reading again, found {kept} of the {sent} messages sent while it stalled"
+        )],
+    );
+    Ok(out)
+}
+
+/// Runs `stall` (from `dir`, on the binary `bin` relative to it) and returns the command the
+/// book shows, then stall's output. Shape mode adds flags that keep it short.
+async fn stall(
+    ctx: &Ctx,
+    stall_bin: &Path,
+    dir: &Path,
+    bin: &str,
+    shown_flags: &[&str],
+    shape_flags: &[&str],
+    server_flags: &[&str],
+    shown_release: bool,
+) -> Result<Vec<String>> {
+    let mut command = Command::new(stall_bin);
+    command.current_dir(dir).args(["--bin", bin]).args(shown_flags);
+    if ctx.mode == Mode::Shape {
+        command.args(shape_flags);
+    }
+    if !server_flags.is_empty() {
+        command.arg("--").args(server_flags);
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        command.kill_on_drop(true).output(),
+    )
+    .await??;
+    if !output.status.success() {
+        bail!(
+            "stall failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // What the reader would type: shape mode runs debug builds where the book shows release ones.
+    let (shown_bin, release) = if shown_release {
+        (bin.replace("/debug/", "/release/"), "--release ")
+    } else {
+        (bin.to_string(), "")
+    };
+    let mut line = format!("$ cargo run {release}-p stage-tests --bin stall -- --bin {shown_bin}");
+    for flag in shown_flags {
+        line.push(' ');
+        line.push_str(flag);
+    }
+    if !server_flags.is_empty() {
+        line.push_str(" -- ");
+        line.push_str(&server_flags.join(" "));
+    }
+    let mut lines = vec![line];
+    lines.extend(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string));
+    Ok(lines)
+}
+
+/// The `stall` binary and the directory of the chapter binaries: release builds in record mode,
+/// the debug builds `cargo test` made in shape mode.
+async fn stall_and_profile(ctx: &Ctx, packages: &[&str]) -> Result<(std::path::PathBuf, &'static str)> {
+    match ctx.mode {
+        Mode::Record => {
+            let mut all = packages.to_vec();
+            all.push("stage-tests");
+            let dir = ctx.release(&all).await?;
+            Ok((dir.join("stall"), "release"))
+        }
+        Mode::Shape => Ok((ctx.bin("stall").await?, "debug")),
+    }
+}
+
+async fn stall_both(ctx: Ctx) -> Result<Transcript> {
+    let (stall_bin, profile) = stall_and_profile(&ctx, &["ch03-broker", "ch04-bounded"]).await?;
+    let workspace = ctx.workspace.clone();
+    let mut out = Transcript::default();
+    out.section(
+        "build",
+        vec!["$ cargo build --release -p ch03-broker -p ch04-bounded".to_string()],
+    );
+    let ch03 = stall(
+        &ctx,
+        &stall_bin,
+        &workspace,
+        &format!("target/{profile}/ch03-broker"),
+        &[],
+        &["--seconds", "8", "--max-rss-mib", "40"],
+        &[],
+        true,
+    )
+    .await?;
+    out.section("ch03", ch03);
+    let ch04 = stall(
+        &ctx,
+        &stall_bin,
+        &workspace,
+        &format!("target/{profile}/ch04-bounded"),
+        &[],
+        &["--seconds", "1"],
+        &[],
+        true,
+    )
+    .await?;
+    out.section("ch04", ch04);
+    out.section("machine", vec![ctx.measured_on(profile)]);
+    Ok(out)
+}
+
+async fn send_await(ctx: Ctx) -> Result<Transcript> {
+    let try_it = ctx
+        .try_it(
+            "04-bounded",
+            &[
+                ("broker.rs", "    pub fn handle(&mut self, event: Event) {", "    pub async fn handle(&mut self, event: Event) {"),
+                ("broker.rs", "        broker.handle(event);", "        broker.handle(event).await;"),
+                ("broker.rs", "=> self.forward(from, &message),", "=> self.forward(from, &message).await,"),
+                ("broker.rs", "    fn forward(&mut self,", "    async fn forward(&mut self,"),
+                (
+                    "broker.rs",
+                    "connection.outbox.try_send(message.clone())",
+                    "connection.outbox.send(message.clone()).await.map_err(|closed| TrySendError::Closed(closed.0))",
+                ),
+            ],
+        )
+        .await?;
+    let stall_bin = ctx.bin("stall").await?;
+    let mut out = Transcript::default();
+    let lines = stall(
+        &ctx,
+        &stall_bin,
+        &try_it.dir,
+        &try_it.relative.to_string_lossy(),
+        &[],
+        &["--seconds", "3"],
+        &[],
+        false,
+    )
+    .await?;
+    out.section("stall", lines);
+    out.section("machine", vec![ctx.measured_on("debug")]);
+    Ok(out)
+}
+
+async fn small_queue(ctx: Ctx) -> Result<Transcript> {
+    let (stall_bin, profile) = stall_and_profile(&ctx, &["ch04-bounded"]).await?;
+    let workspace = ctx.workspace.clone();
+    let lines = stall(
+        &ctx,
+        &stall_bin,
+        &workspace,
+        &format!("target/{profile}/ch04-bounded"),
+        &[],
+        &["--seconds", "1"],
+        &["--queue-capacity", "16"],
+        true,
+    )
+    .await?;
+    let mut out = Transcript::default();
+    out.section("stall", lines);
+    out.section("machine", vec![ctx.measured_on(profile)]);
+    Ok(out)
+}
+
+async fn sigterm(ctx: Ctx) -> Result<Transcript> {
+    let bin = ctx.bin("ch04-bounded").await?;
+    let mut server = ctx.start(&bin, &[]).await?;
+    let script = Script::default();
+    let mut tab2 = Tab::open(&script, &server, "tab-2").await;
+    let mut tab1 = Tab::open(&script, &server, "tab-1").await;
+    server.wait_for_log("client connected", 2).await?;
+    server.signal(Signal::SIGTERM)?;
+    tab2.ended().await;
+    tab1.ended().await;
+    let status = server.wait_exit(WAIT).await?;
+    let mut out = Transcript::default();
+    out.section("tabs", script.lines());
+    out.section("log", server.log());
+    out.section(
+        "exit",
+        vec![format!(
+            "exit code: {}",
+            status.code().map_or("none".to_string(), |code| code.to_string())
+        )],
+    );
+    Ok(out)
+}
