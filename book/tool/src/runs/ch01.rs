@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{
     Run, Transcript,
-    harness::{Ctx, Script, Tab, log_time},
+    harness::{Ctx, Script, Tab, curl_body, log_time},
 };
 
 pub const RUNS: &[Run] = &[
@@ -66,6 +66,7 @@ async fn echo(ctx: Ctx) -> Result<Transcript> {
             response.status.to_string(),
         ],
     );
+    out.section("curl-body", curl_body(&server, "/ws").await);
     Ok(out)
 }
 

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     Run, Transcript,
-    harness::{Ctx, Script, Server, SilentPeer, Tab, WAIT, curl_body, log_time},
+    harness::{Ctx, Script, Server, SilentPeer, Tab, WAIT, curl_body, finish, log_time},
 };
 
 pub const RUNS: &[Run] = &[
@@ -131,7 +131,7 @@ async fn stalled_shutdown(ctx: Ctx, bin: Option<std::path::PathBuf>) -> Result<T
     let stats = curl_body(&server, "/stats").await;
     server.signal(Signal::SIGTERM)?;
     let signalled = Instant::now();
-    healthy.expect_close_code(1001).await;
+    finish(&mut healthy).await;
     let status = server.wait_exit(WAIT).await?;
     let took = signalled.elapsed();
     let log = server.log();

@@ -410,6 +410,20 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// Kills the process and waits (briefly) until it is gone, so that the next run can listen on
+    /// the same port.
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        for _ in 0..200 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 async fn collect(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<String>>>, new_line: Arc<Notify>) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -475,7 +489,7 @@ impl Tab {
     /// Waits for the connection to end and notes how: `· closed CODE "reason"`, or `1006` (what a
     /// browser reports) when it ended without a Close frame.
     pub async fn ended(&mut self) {
-        let line = match self.client.expect_end().await {
+        let line = match finish(&mut self.client).await {
             Ending::Close(Some((code, reason))) if reason.is_empty() => format!("{code}"),
             Ending::Close(Some((code, reason))) => format!("{code} {reason:?}"),
             Ending::Close(None) => "1005".to_string(),
@@ -483,6 +497,20 @@ impl Tab {
         };
         self.script.note(format!("{}: · closed {line}", self.name));
     }
+}
+
+/// Reads until the connection ends and says how. After a Close frame it reads on, as a browser
+/// does, so that the Close reply tungstenite has queued goes out and the server is not left
+/// waiting for it.
+pub async fn finish(client: &mut Client) -> Ending {
+    let ending = client.expect_end().await;
+    if matches!(ending, Ending::Close(_)) {
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = futures_util::StreamExt::next(client.stream()).await {}
+        })
+        .await;
+    }
+    ending
 }
 
 /// A client that sends a valid upgrade request and then never reads, like the book's bash line.
