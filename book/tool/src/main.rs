@@ -89,7 +89,9 @@ async fn run(names: &[String], check: bool) -> ExitCode {
     let mut failed = false;
     for run in chosen {
         let outcome = if check {
-            runs::check(run).await.map(|()| format!("{}: same shape", run.name))
+            runs::check(run)
+                .await
+                .map(|()| format!("{}: same shape", run.name))
         } else {
             runs::record(run)
                 .await

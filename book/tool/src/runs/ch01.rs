@@ -37,7 +37,10 @@ async fn echo(ctx: Ctx) -> Result<Transcript> {
     let mut out = Transcript::default();
     out.section(
         "start",
-        vec!["$ cargo run -p ch01-echo".to_string(), server.listening.clone()],
+        vec![
+            "$ cargo run -p ch01-echo".to_string(),
+            server.listening.clone(),
+        ],
     );
 
     let script = Script::default();

@@ -47,7 +47,10 @@ pub async fn flags(ctx: Ctx, package: &str, bad_flags: &[&str]) -> Result<Transc
     let mut lines = vec![format!("$ cargo run -q -p {package} -- --help")];
     lines.extend(help.stdout.lines().map(str::to_string));
     out.section("help", lines);
-    let mut lines = vec![format!("$ cargo run -q -p {package} -- {}", bad_flags.join(" "))];
+    let mut lines = vec![format!(
+        "$ cargo run -q -p {package} -- {}",
+        bad_flags.join(" ")
+    )];
     lines.extend(refused.stderr.lines().map(str::to_string));
     lines.push("$ echo $?".to_string());
     lines.push(
@@ -135,7 +138,10 @@ async fn no_reset(ctx: Ctx) -> Result<Transcript> {
     server.wait_for_log("client disconnected", 1).await?;
     let frames = server.log_matching(&["Sending frame"]);
     let pings = frames.iter().filter(|line| line.contains("Ping")).count();
-    let texts = frames.iter().filter(|line| line.contains("Data(Text)")).count();
+    let texts = frames
+        .iter()
+        .filter(|line| line.contains("Data(Text)"))
+        .count();
     let mut out = Transcript::default();
     out.section(
         "count",

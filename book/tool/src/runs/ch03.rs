@@ -51,7 +51,10 @@ async fn broadcast(ctx: Ctx) -> Result<Transcript> {
     let mut out = Transcript::default();
     out.section(
         "start",
-        vec!["$ cargo run -p ch03-broker".to_string(), server.listening.clone()],
+        vec![
+            "$ cargo run -p ch03-broker".to_string(),
+            server.listening.clone(),
+        ],
     );
     out.section("tabs", script.lines());
     out.section("log", server.log());

@@ -49,12 +49,6 @@ pub const RUNS: &[Run] = &[
         go: |ctx| Box::pin(send_await(ctx)),
     },
     Run {
-        name: "04-try-small-queue",
-        about: "try it: chapter 04 with --queue-capacity 16, under stall's windows of 64",
-        measures: true,
-        go: |ctx| Box::pin(small_queue(ctx)),
-    },
-    Run {
         name: "04-sigterm",
         about: "chapter 04 with two clients, stopped by SIGTERM",
         measures: false,
@@ -92,8 +86,11 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
     // It is behind for good now: its buffers are full. Let it read what was kept for it.
     let mut resumed = stalled.resume();
     let mut kept = 0;
-    while let Ok(Some(Ok(_))) =
-        tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(resumed.stream())).await
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(
+        Duration::from_millis(500),
+        futures_util::StreamExt::next(resumed.stream()),
+    )
+    .await
     {
         kept += 1;
     }
@@ -101,7 +98,10 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
     reader.expect_text("are you back?").await;
     resumed.expect_text("are you back?").await;
     server.wait_for_log("caught up", 1).await?;
-    for (n, client) in [&mut resumed, &mut reader, &mut sender].into_iter().enumerate() {
+    for (n, client) in [&mut resumed, &mut reader, &mut sender]
+        .into_iter()
+        .enumerate()
+    {
         client.send_close(1000, "").await;
         client.expect_end().await;
         server.wait_for_log("client disconnected", n + 1).await?;
@@ -118,7 +118,8 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
 }
 
 /// Runs `stall` (from `dir`, on the binary `bin` relative to it) and returns the command the
-/// book shows, then stall's output. Shape mode adds flags that keep it short.
+/// book shows, then stall's output. Record mode passes `shown_flags`; shape mode passes
+/// `shape_flags` instead, which keep it short, and shows `shown_flags` all the same.
 async fn stall(
     ctx: &Ctx,
     stall_bin: &Path,
@@ -130,10 +131,11 @@ async fn stall(
     shown_release: bool,
 ) -> Result<Vec<String>> {
     let mut command = Command::new(stall_bin);
-    command.current_dir(dir).args(["--bin", bin]).args(shown_flags);
-    if ctx.mode == Mode::Shape {
-        command.args(shape_flags);
-    }
+    command.current_dir(dir).args(["--bin", bin]);
+    match ctx.mode {
+        Mode::Record => command.args(shown_flags),
+        Mode::Shape => command.args(shape_flags),
+    };
     if !server_flags.is_empty() {
         command.arg("--").args(server_flags);
     }
@@ -143,10 +145,7 @@ async fn stall(
     )
     .await??;
     if !output.status.success() {
-        bail!(
-            "stall failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("stall failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     // What the reader would type: shape mode runs debug builds where the book shows release ones.
     let (shown_bin, release) = if shown_release {
@@ -164,13 +163,20 @@ async fn stall(
         line.push_str(&server_flags.join(" "));
     }
     let mut lines = vec![line];
-    lines.extend(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string));
+    lines.extend(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string),
+    );
     Ok(lines)
 }
 
 /// The `stall` binary and the directory of the chapter binaries: release builds in record mode,
 /// the debug builds `cargo test` made in shape mode.
-async fn stall_and_profile(ctx: &Ctx, packages: &[&str]) -> Result<(std::path::PathBuf, &'static str)> {
+async fn stall_and_profile(
+    ctx: &Ctx,
+    packages: &[&str],
+) -> Result<(std::path::PathBuf, &'static str)> {
     match ctx.mode {
         Mode::Record => {
             let mut all = packages.to_vec();
@@ -195,8 +201,10 @@ async fn stall_both(ctx: Ctx) -> Result<Transcript> {
         &stall_bin,
         &workspace,
         &format!("target/{profile}/ch03-broker"),
-        &[],
-        &["--seconds", "8", "--max-rss-mib", "40"],
+        // Stopped by time, not by its memory limit: how soon it reaches a limit depends on how
+        // busy the machine is, and the recording and shape mode must stop for the same reason.
+        &["--seconds", "5"],
+        &["--seconds", "1"],
         &[],
         true,
     )
@@ -214,7 +222,8 @@ async fn stall_both(ctx: Ctx) -> Result<Transcript> {
     )
     .await?;
     out.section("ch04", ch04);
-    out.section("machine", vec![ctx.measured_on(profile)]);
+    // The recording was measured in release builds; shape mode checks the line, not the figures.
+    out.section("machine", vec![ctx.measured_on("release")]);
     Ok(out)
 }
 
@@ -253,26 +262,6 @@ async fn send_await(ctx: Ctx) -> Result<Transcript> {
     Ok(out)
 }
 
-async fn small_queue(ctx: Ctx) -> Result<Transcript> {
-    let (stall_bin, profile) = stall_and_profile(&ctx, &["ch04-bounded"]).await?;
-    let workspace = ctx.workspace.clone();
-    let lines = stall(
-        &ctx,
-        &stall_bin,
-        &workspace,
-        &format!("target/{profile}/ch04-bounded"),
-        &[],
-        &["--seconds", "1"],
-        &["--queue-capacity", "16"],
-        true,
-    )
-    .await?;
-    let mut out = Transcript::default();
-    out.section("stall", lines);
-    out.section("machine", vec![ctx.measured_on(profile)]);
-    Ok(out)
-}
-
 async fn sigterm(ctx: Ctx) -> Result<Transcript> {
     let bin = ctx.bin("ch04-bounded").await?;
     let mut server = ctx.start(&bin, &[]).await?;
@@ -291,7 +280,9 @@ async fn sigterm(ctx: Ctx) -> Result<Transcript> {
         "exit",
         vec![format!(
             "exit code: {}",
-            status.code().map_or("none".to_string(), |code| code.to_string())
+            status
+                .code()
+                .map_or("none".to_string(), |code| code.to_string())
         )],
     );
     Ok(out)

@@ -85,7 +85,9 @@ fn exit_lines(log: &[String], code: Option<i32>, took: Duration) -> Vec<String> 
         .iter()
         .filter(|line| line.contains("client disconnected"))
         .filter_map(|line| log_time(line))
-        .fold(None, |latest: Option<f64>, time| Some(latest.map_or(time, |l| l.max(time))));
+        .fold(None, |latest: Option<f64>, time| {
+            Some(latest.map_or(time, |l| l.max(time)))
+        });
     let mut lines = vec![format!(
         "exit code {} after {:.2} s",
         code.map_or("none".to_string(), |code| code.to_string()),
@@ -167,7 +169,11 @@ async fn large_message(ctx: Ctx) -> Result<Transcript> {
             Message::Binary(bytes) => bytes.len(),
             other => other.len(),
         };
-        lines.push(format!("{}: received a message of {} MiB", reader.name(), size / mib));
+        lines.push(format!(
+            "{}: received a message of {} MiB",
+            reader.name(),
+            size / mib
+        ));
     }
     lines.push(format!("server RSS after: {}", mib_of(&server)?));
     lines.push(ctx.measured_on("debug"));
@@ -213,7 +219,9 @@ async fn silent_peer(ctx: Ctx) -> Result<Transcript> {
     let mut out = Transcript::default();
     out.section(
         "command",
-        vec![format!("$ cargo run -p ch05-shutdown -- --ping-interval {interval}")],
+        vec![format!(
+            "$ cargo run -p ch05-shutdown -- --ping-interval {interval}"
+        )],
     );
     let mut stats = vec![format!(
         "({:.0} s after the silent client connected)",

@@ -101,7 +101,12 @@ impl Ctx {
     }
 
     /// Starts `bin` with `flags` and `RUST_LOG=rust_log`, and waits for its `listening on` line.
-    pub async fn start_logging(&self, bin: &Path, flags: &[&str], rust_log: &str) -> Result<Server> {
+    pub async fn start_logging(
+        &self,
+        bin: &Path,
+        flags: &[&str],
+        rust_log: &str,
+    ) -> Result<Server> {
         let mut command = Command::new(bin);
         command
             .args(self.addr_flags())
@@ -124,7 +129,14 @@ impl Ctx {
             .and_then(|info| {
                 info.lines()
                     .find_map(|line| line.strip_prefix("MemTotal:"))
-                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                    .and_then(|value| {
+                        value
+                            .trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                    })
             })
             .map_or_else(
                 || "unknown memory".to_string(),
@@ -142,11 +154,7 @@ impl Ctx {
     /// must occur exactly once in `src/<file>`), built in debug, as a try-it's reader would
     /// build their edited chapter. Returns the binary, placed at `<copy>/target/debug/<package>`
     /// so that tools printing its path print what the reader's would.
-    pub async fn try_it(
-        &self,
-        chapter: &str,
-        changes: &[(&str, &str, &str)],
-    ) -> Result<TryIt> {
+    pub async fn try_it(&self, chapter: &str, changes: &[(&str, &str, &str)]) -> Result<TryIt> {
         let source = self.workspace.join("chapters").join(chapter);
         let package = format!("ch{chapter}");
         let lib_name = package.replace('-', "_");
@@ -205,7 +213,12 @@ pub struct TryIt {
 /// The manifest of a try-it copy: the chapter's, as a workspace of its own (with the
 /// repository's dependency versions), its library keeping the chapter's name (so its log lines
 /// read the same) and its binary renamed (so it cannot overwrite the chapter's).
-fn try_it_manifest(workspace: &Path, chapter: &Path, bin_name: &str, lib_name: &str) -> Result<String> {
+fn try_it_manifest(
+    workspace: &Path,
+    chapter: &Path,
+    bin_name: &str,
+    lib_name: &str,
+) -> Result<String> {
     let root = std::fs::read_to_string(workspace.join("Cargo.toml"))?;
     let own = std::fs::read_to_string(chapter.join("Cargo.toml"))?;
     let mut out = String::new();
@@ -250,7 +263,10 @@ fn try_it_manifest(workspace: &Path, chapter: &Path, bin_name: &str, lib_name: &
                     continue;
                 }
                 if line.starts_with("fanout-kit") {
-                    out.push_str(&format!("fanout-kit = {{ path = {:?} }}\n", kit.display().to_string()));
+                    out.push_str(&format!(
+                        "fanout-kit = {{ path = {:?} }}\n",
+                        kit.display().to_string()
+                    ));
                     continue;
                 }
                 out.push_str(line);
@@ -320,7 +336,10 @@ impl Server {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(collect(stderr, Arc::clone(&log), Arc::clone(&new_line)));
         }
-        let stdout = child.stdout.take().context("the server's stdout is piped")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the server's stdout is piped")?;
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(WAIT, lines.next_line())
             .await
@@ -332,7 +351,9 @@ impl Server {
         let addr = listening
             .strip_prefix("listening on http://")
             .and_then(|addr| addr.parse().ok())
-            .with_context(|| format!("expected `listening on http://IP:PORT`, got {listening:?}"))?;
+            .with_context(|| {
+                format!("expected `listening on http://IP:PORT`, got {listening:?}")
+            })?;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Server {
             addr,
@@ -424,7 +445,11 @@ impl Drop for Server {
     }
 }
 
-async fn collect(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<String>>>, new_line: Arc<Notify>) {
+async fn collect(
+    pipe: impl AsyncRead + Unpin,
+    into: Arc<Mutex<Vec<String>>>,
+    new_line: Arc<Notify>,
+) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Ok(mut log) = into.lock() {
@@ -477,7 +502,8 @@ impl Tab {
     /// Receives the next message, which must be `text`.
     pub async fn receive(&mut self, text: &str) {
         self.client.expect_text(text).await;
-        self.script.note(format!("{}: ← received {text:?}", self.name));
+        self.script
+            .note(format!("{}: ← received {text:?}", self.name));
     }
 
     /// Sends Close 1000 and waits for the connection to end.
@@ -547,7 +573,12 @@ pub fn seconds_since(earlier: tokio::time::Instant) -> String {
 
 /// The `HH:MM:SS.ffffff` timestamp of a log line, as seconds since midnight.
 pub fn log_time(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+    let time = line
+        .split_whitespace()
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
     let mut parts = time.split(':');
     let hours: f64 = parts.next()?.parse().ok()?;
     let minutes: f64 = parts.next()?.parse().ok()?;

@@ -112,16 +112,10 @@ pub struct Run {
 
 /// Every run, in book order.
 pub fn all() -> Vec<&'static Run> {
-    [
-        ch01::RUNS,
-        ch02::RUNS,
-        ch03::RUNS,
-        ch04::RUNS,
-        ch05::RUNS,
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    [ch01::RUNS, ch02::RUNS, ch03::RUNS, ch04::RUNS, ch05::RUNS]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The run called `name`.

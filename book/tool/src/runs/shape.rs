@@ -116,9 +116,7 @@ pub fn compare(recorded: &[String], fresh: &[String], check: Check) -> Result<()
     let new = shapes(fresh);
     let same = match check {
         Check::Order => old == new,
-        Check::Kinds => {
-            old.iter().collect::<BTreeSet<_>>() == new.iter().collect::<BTreeSet<_>>()
-        }
+        Check::Kinds => old.iter().collect::<BTreeSet<_>>() == new.iter().collect::<BTreeSet<_>>(),
     };
     if same && !new.is_empty() {
         return Ok(());
@@ -153,7 +151,10 @@ mod tests {
             "#-#-#T#:#:#Z INFO ch#_echo: client connected id=##"
         );
         assert_eq!(shape("  1.0s     61.1 MiB   7872"), "#s # MiB #");
-        assert_eq!(shape("exited after 1.01 s, code 0"), "exited after #s, code #");
+        assert_eq!(
+            shape("exited after 1.01 s, code 0"),
+            "exited after #s, code #"
+        );
         assert_eq!(shape("waited 200ms"), shape("waited 5s"));
         assert_eq!(shape("sent 25,000 messages"), "sent # messages");
         assert_eq!(
