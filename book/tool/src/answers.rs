@@ -238,11 +238,11 @@ impl Walker<'_> {
             if self.details_depth > 0 {
                 continue;
             }
-            if let Some(start) = line.find("{{#") {
-                if let Some((path, selector)) = parse_include(&line[start..]) {
-                    self.include(dir, &path, selector.as_deref(), depth)?;
-                    continue;
-                }
+            if let Some(start) = line.find("{{#")
+                && let Some((path, selector)) = parse_include(&line[start..])
+            {
+                self.include(dir, &path, selector.as_deref(), depth)?;
+                continue;
             }
             if self.in_fence {
                 self.literal.push(line.to_string());

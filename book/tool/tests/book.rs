@@ -527,3 +527,108 @@ fn every_chapter_page_ends_with_a_recap_and_further_reading() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A participant can write the exercise from what the page shows before its solution: every name
+/// the answer uses (the identifiers in the chapter's `exercise-*` regions, comments and strings
+/// left out) appears in the rendered page above "The chapter's solution", counting the prose, the
+/// unfolded listings, the tasks and their hints, but not the folded "The chapter's code" blocks.
+/// Logging names are left out (log lines are not what the stage tests check), and so are a few
+/// methods of `std` that the book assumes its readers know.
+#[test]
+fn every_name_the_exercise_needs_is_introduced_before_the_solution() {
+    const NOT_NEEDED: &[&str] = &[
+        "tracing", "info", "warn", "debug", "trace", "is_err", "is_ok", "clone", "into",
+    ];
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for (name, _) in chapter_pages() {
+        let page = book_root().join("src").join(&name);
+        let Some(measure) =
+            fanout_book::answers::measure(&root, &page, fanout_book::answers::YOUR_TURN)
+                .unwrap_or_else(|err| panic!("cannot measure {name}: {err:#}"))
+        else {
+            continue;
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (file, number) in &measure.answer_lines {
+            let text = fs::read_to_string(root.join(file)).unwrap_or_default();
+            let line = text.lines().nth(number - 1).unwrap_or_default();
+            let code = line.split("//").next().unwrap_or_default();
+            let code: String = code.split('"').step_by(2).collect::<Vec<_>>().join(" ");
+            for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if word.len() > 2
+                    && word.starts_with(|c: char| c.is_alphabetic() || c == '_')
+                    && !RUST_WORDS.contains(&word)
+                    && !NOT_NEEDED.contains(&word)
+                {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+        let html = fs::read_to_string(built().join(page_for(&name)))
+            .unwrap_or_else(|err| panic!("cannot read the built {name}: {err}"));
+        let before = html
+            .split("The chapter’s solution")
+            .next()
+            .unwrap_or_default();
+        let readable = without_chapter_code(before);
+        let text = unescape_html(&strip_tags(&readable));
+        let words: std::collections::BTreeSet<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|name| !words.contains(name.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{name}: the exercise's answer uses names the page introduces only in its \
+                 solution: {missing:?}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+const RUST_WORDS: &[&str] = &[
+    "let", "mut", "else", "match", "while", "for", "loop", "break", "continue", "return", "pub",
+    "use", "self", "Self", "Some", "None", "Ok", "Err", "true", "false", "move", "async", "await",
+    "impl", "struct", "enum", "mod", "crate", "super", "where", "ref",
+];
+
+/// `html` without the folded blocks whose summary is "The chapter's code".
+fn without_chapter_code(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<details>") {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let end = tail
+            .find("</details>")
+            .map_or(tail.len(), |end| end + "</details>".len());
+        let block = &tail[..end];
+        if !block.contains("The chapter’s code") && !block.contains("The chapter's code") {
+            out.push_str(block);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}

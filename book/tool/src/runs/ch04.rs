@@ -117,58 +117,67 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
     Ok(out)
 }
 
-/// Runs `stall` (from `dir`, on the binary `bin` relative to it) and returns the command the
-/// book shows, then stall's output. Record mode passes `shown_flags`; shape mode passes
-/// `shape_flags` instead, which keep it short, and shows `shown_flags` all the same.
-async fn stall(
-    ctx: &Ctx,
-    stall_bin: &Path,
-    dir: &Path,
-    bin: &str,
-    shown_flags: &[&str],
-    shape_flags: &[&str],
-    server_flags: &[&str],
+/// One run of `stall`.
+struct Stall<'a> {
+    /// The `stall` binary.
+    stall_bin: &'a Path,
+    /// The directory it runs in.
+    dir: &'a Path,
+    /// The chapter binary, relative to `dir`.
+    bin: &'a str,
+    /// Flags shown in the book, and passed in record mode.
+    shown_flags: &'a [&'a str],
+    /// Flags passed instead in shape mode, to keep it short.
+    shape_flags: &'a [&'a str],
+    /// Flags for the server, after `--`.
+    server_flags: &'a [&'a str],
+    /// Whether the book shows a release build (shape mode runs debug builds all the same).
     shown_release: bool,
-) -> Result<Vec<String>> {
-    let mut command = Command::new(stall_bin);
-    command.current_dir(dir).args(["--bin", bin]);
-    match ctx.mode {
-        Mode::Record => command.args(shown_flags),
-        Mode::Shape => command.args(shape_flags),
-    };
-    if !server_flags.is_empty() {
-        command.arg("--").args(server_flags);
+}
+
+impl Stall<'_> {
+    /// Runs it and returns the command the book shows, then stall's output.
+    async fn run(&self, ctx: &Ctx) -> Result<Vec<String>> {
+        let mut command = Command::new(self.stall_bin);
+        command.current_dir(self.dir).args(["--bin", self.bin]);
+        match ctx.mode {
+            Mode::Record => command.args(self.shown_flags),
+            Mode::Shape => command.args(self.shape_flags),
+        };
+        if !self.server_flags.is_empty() {
+            command.arg("--").args(self.server_flags);
+        }
+        let output = tokio::time::timeout(
+            Duration::from_secs(120),
+            command.kill_on_drop(true).output(),
+        )
+        .await??;
+        if !output.status.success() {
+            bail!("stall failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let (shown_bin, release) = if self.shown_release {
+            (self.bin.replace("/debug/", "/release/"), "--release ")
+        } else {
+            (self.bin.to_string(), "")
+        };
+        let mut line =
+            format!("$ cargo run {release}-p stage-tests --bin stall -- --bin {shown_bin}");
+        for flag in self.shown_flags {
+            line.push(' ');
+            line.push_str(flag);
+        }
+        if !self.server_flags.is_empty() {
+            line.push_str(" -- ");
+            line.push_str(&self.server_flags.join(" "));
+        }
+        let mut lines = vec![line];
+        lines.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+        Ok(lines)
     }
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        command.kill_on_drop(true).output(),
-    )
-    .await??;
-    if !output.status.success() {
-        bail!("stall failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    // What the reader would type: shape mode runs debug builds where the book shows release ones.
-    let (shown_bin, release) = if shown_release {
-        (bin.replace("/debug/", "/release/"), "--release ")
-    } else {
-        (bin.to_string(), "")
-    };
-    let mut line = format!("$ cargo run {release}-p stage-tests --bin stall -- --bin {shown_bin}");
-    for flag in shown_flags {
-        line.push(' ');
-        line.push_str(flag);
-    }
-    if !server_flags.is_empty() {
-        line.push_str(" -- ");
-        line.push_str(&server_flags.join(" "));
-    }
-    let mut lines = vec![line];
-    lines.extend(
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_string),
-    );
-    Ok(lines)
 }
 
 /// The `stall` binary and the directory of the chapter binaries: release builds in record mode,
@@ -196,30 +205,30 @@ async fn stall_both(ctx: Ctx) -> Result<Transcript> {
         "build",
         vec!["$ cargo build --release -p ch03-broker -p ch04-bounded".to_string()],
     );
-    let ch03 = stall(
-        &ctx,
-        &stall_bin,
-        &workspace,
-        &format!("target/{profile}/ch03-broker"),
+    let ch03 = Stall {
+        stall_bin: &stall_bin,
+        dir: &workspace,
+        bin: &format!("target/{profile}/ch03-broker"),
         // Stopped by time, not by its memory limit: how soon it reaches a limit depends on how
         // busy the machine is, and the recording and shape mode must stop for the same reason.
-        &["--seconds", "5"],
-        &["--seconds", "1"],
-        &[],
-        true,
-    )
+        shown_flags: &["--seconds", "5"],
+        shape_flags: &["--seconds", "1"],
+        server_flags: &[],
+        shown_release: true,
+    }
+    .run(&ctx)
     .await?;
     out.section("ch03", ch03);
-    let ch04 = stall(
-        &ctx,
-        &stall_bin,
-        &workspace,
-        &format!("target/{profile}/ch04-bounded"),
-        &[],
-        &["--seconds", "1"],
-        &[],
-        true,
-    )
+    let ch04 = Stall {
+        stall_bin: &stall_bin,
+        dir: &workspace,
+        bin: &format!("target/{profile}/ch04-bounded"),
+        shown_flags: &[],
+        shape_flags: &["--seconds", "1"],
+        server_flags: &[],
+        shown_release: true,
+    }
+    .run(&ctx)
     .await?;
     out.section("ch04", ch04);
     // The recording was measured in release builds; shape mode checks the line, not the figures.
@@ -246,16 +255,16 @@ async fn send_await(ctx: Ctx) -> Result<Transcript> {
         .await?;
     let stall_bin = ctx.bin("stall").await?;
     let mut out = Transcript::default();
-    let lines = stall(
-        &ctx,
-        &stall_bin,
-        &try_it.dir,
-        &try_it.relative.to_string_lossy(),
-        &[],
-        &["--seconds", "3"],
-        &[],
-        false,
-    )
+    let lines = Stall {
+        stall_bin: &stall_bin,
+        dir: &try_it.dir,
+        bin: &try_it.relative.to_string_lossy(),
+        shown_flags: &[],
+        shape_flags: &["--seconds", "3"],
+        server_flags: &[],
+        shown_release: false,
+    }
+    .run(&ctx)
     .await?;
     out.section("stall", lines);
     out.section("machine", vec![ctx.measured_on("debug")]);

@@ -117,7 +117,8 @@ async fn stalled_shutdown(ctx: Ctx, bin: Option<std::path::PathBuf>) -> Result<T
     let mut healthy = Client::connect(&server.ws_url(), "healthy").await;
     let mut sender = Client::connect(&server.ws_url(), "sender").await;
     server.wait_for_log("client connected", 3).await?;
-    let total: usize = ctx.pick(25_000, 2_000);
+    // Enough to fill the stalled client's socket buffers (a few MiB) and queue in both modes.
+    let total: usize = ctx.pick(25_000, 8_000);
     let payload = "x".repeat(1024);
     for _ in 0..total / 100 {
         for _ in 0..100 {

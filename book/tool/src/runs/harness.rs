@@ -160,12 +160,19 @@ impl Ctx {
         let lib_name = package.replace('-', "_");
         let copy = self.target_dir.join("book-runs").join(self.run);
         let bin_name = format!("tryit-{}", self.run);
-        let _ = std::fs::remove_dir_all(&copy);
-        copy_dir(&source.join("src"), &copy.join("src"))?;
+        // Files are written only when they differ, so an unchanged copy is not rebuilt.
+        let mut files = Vec::new();
+        list_files(&source.join("src"), &mut files)?;
+        let mut contents = std::collections::BTreeMap::new();
+        for file in files {
+            let relative = file.strip_prefix(&source)?.to_path_buf();
+            contents.insert(relative, std::fs::read_to_string(&file)?);
+        }
         for (file, from, to) in changes {
-            let path = copy.join("src").join(file);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let path = PathBuf::from("src").join(file);
+            let text = contents
+                .get_mut(&path)
+                .with_context(|| format!("chapters/{chapter}/src/{file} does not exist"))?;
             let found = text.matches(from).count();
             if found != 1 {
                 bail!(
@@ -173,11 +180,24 @@ impl Ctx {
                      {found} copies of {from:?} (expected one); update the run"
                 );
             }
-            std::fs::write(&path, text.replacen(from, to, 1))?;
+            *text = text.replacen(from, to, 1);
         }
-        let manifest = try_it_manifest(&self.workspace, &source, &bin_name, &lib_name)?;
-        std::fs::write(copy.join("Cargo.toml"), manifest)?;
-        std::fs::copy(self.workspace.join("Cargo.lock"), copy.join("Cargo.lock"))?;
+        contents.insert(
+            PathBuf::from("Cargo.toml"),
+            try_it_manifest(&self.workspace, &source, &bin_name, &lib_name)?,
+        );
+        contents.insert(
+            PathBuf::from("Cargo.lock"),
+            std::fs::read_to_string(self.workspace.join("Cargo.lock"))?,
+        );
+        for (relative, text) in &contents {
+            let path = copy.join(relative);
+            if std::fs::read_to_string(&path).is_ok_and(|old| &old == text) {
+                continue;
+            }
+            std::fs::create_dir_all(path.parent().unwrap_or(&copy))?;
+            std::fs::write(&path, text)?;
+        }
         {
             let _guard = BUILD.lock().await;
             cargo(
@@ -278,15 +298,13 @@ fn try_it_manifest(
     Ok(out)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let path = entry.path();
+fn list_files(dir: &Path, into: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()))?;
+            list_files(&path, into)?;
         } else {
-            std::fs::copy(&path, to.join(entry.file_name()))?;
+            into.push(path);
         }
     }
     Ok(())
