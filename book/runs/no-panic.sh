@@ -3,6 +3,7 @@
 # attribute for real, on a scratch copy of chapters/06-hardening (the repository is not touched).
 #
 #   bash book/runs/no-panic.sh [SCRATCH_DIR]      # default: /tmp/nopanic
+#   ONLY=lookup bash book/runs/no-panic.sh         # one experiment (names below)
 #
 # How `#[no_panic]` works: it wraps the function's body so that, should a panic unwind out of it,
 # a guard's destructor calls an extern function that does not exist. If the optimiser proves that
@@ -11,9 +12,15 @@
 # the function, and `panic = "unwind"` (with `abort` there is no unwinding and every check passes).
 #
 # What it tries, one release build each (the dependencies are built once, by the first):
-#   1. `Broker::handle_at`, the broker's whole event handling;
-#   2. `Broker::stats`, a function that only copies counters;
-#   3. `ConnId::fmt` (`Display`), a `write!` into a formatter.
+#   handle_at  `Broker::handle_at`, the broker's whole event handling;
+#   forward    `Broker::forward`, the fan-out with `try_send`;
+#   stats      `Broker::stats`, a function that only copies counters;
+#   display    `ConnId::fmt` (`Display`), a `write!` into a formatter;
+#   count      a new function that only does a `saturating_add` on a counter;
+#   forget     a new function that removes a client from the map (dropping its outbox);
+#   lookup     a new function that only looks a client up in the map;
+#   unused     a new function that panics, which nothing calls;
+#   handle_at_fat_lto  `handle_at` again, with fat LTO and one codegen unit.
 # Each outcome is printed as "linked" or "link failed", with the lines of the error that name
 # the function. It needs network access to crates.io once, to fetch `no-panic`.
 set -uo pipefail
@@ -22,8 +29,9 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch="${1:-/tmp/nopanic}"
 no_panic_version="0.1"
 
-rm -rf "$scratch"
+# Everything but the build directory goes, so a second run does not rebuild the dependencies.
 mkdir -p "$scratch"
+find "$scratch" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
 cp -r "$repo/chapters/06-hardening" "$scratch/ch06"
 cp -r "$repo/kit" "$scratch/kit"
 rm -rf "$scratch/ch06/tests" "$scratch/ch06/proptest-regressions"
@@ -67,7 +75,7 @@ build_and_report() {
     local log="$scratch/$label.log"
     (cd "$scratch" && env "$@" cargo build --release -p ch06-hardening >"$log" 2>&1)
     if grep -q "Finished" "$log"; then
-        echo "   linked: the optimiser removed every path by which a panic could leave it"
+        echo "   linked: no reference to the no-panic guard was left in the binary"
     else
         echo "   link failed:"
         grep -E "ERROR\[no-panic\]|referenced by|>>> .*\(" "$log" | sed 's/^ *//' | sort -u | head -6 | cut -c1-160 |
@@ -84,6 +92,7 @@ try() {
         echo "== $label: pattern not found in broker.rs: $pattern"
         return
     fi
+    [ -n "${ONLY:-}" ] && [ "$ONLY" != "$label" ] && return
     sed -i "0,/$pattern/s//#[no_panic::no_panic]\n&/" "$broker"
     echo "== $label: #[no_panic] on the line before: $pattern${*:+ (with $*)}"
     build_and_report "$label" "$@"
@@ -93,6 +102,7 @@ try() {
 # calls it where the binary runs it), builds, reports.
 try_edit() {
     local label="$1" edit="$2" what="$3"
+    [ -n "${ONLY:-}" ] && [ "$ONLY" != "$label" ] && return
     cp "$broker.orig" "$broker"
     perl -0pi -e "$edit" "$broker"
     echo "== $label: $what"
@@ -111,6 +121,9 @@ try_edit count \
 try_edit forget \
     's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.connections.remove(&id).is_some()\n    }\n\n$1/' \
     'a new `forget` (HashMap::remove, which drops the outbox), called for Event::Leave'
+try_edit lookup \
+    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.connections.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.connections.contains_key(&id)\n    }\n\n$1/' \
+    'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave'
 try_edit unused \
     's/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    pub fn never_called(n: u64) -> u64 {\n        if n == 7 {\n            panic!("seven")\n        }\n        n\n    }\n\n$1/' \
     'a new `never_called` that panics on 7, which nothing calls'
