@@ -28,6 +28,10 @@ set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch="${1:-/tmp/nopanic}"
 no_panic_version="0.1"
+if [ ! -d "$repo/chapters/06-hardening" ]; then
+    echo "error: run this script from the repository (book/runs/no-panic.sh): no $repo/chapters/06-hardening" >&2
+    exit 2
+fi
 
 # Everything but the build directory goes, so a second run does not rebuild the dependencies.
 mkdir -p "$scratch"

@@ -420,6 +420,8 @@ fn no_chapter_page_gives_away_more_than_a_quarter_of_its_exercise() {
 fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
     let mut problems = Vec::new();
     for (name, markdown) in chapter_pages() {
+        // For each run the page shows: the sections it includes.
+        let mut shown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         let mut fence: Option<String> = None;
         for (number, line) in markdown.lines().enumerate() {
             let trimmed = line.trim();
@@ -466,6 +468,25 @@ fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
             if section.is_empty() || !sections.contains_key(section) {
                 problems.push(format!(
                     "{at}: book/runs/{file} has no section `{section}` (include one by name)"
+                ));
+            }
+            shown
+                .entry(run.to_string())
+                .or_default()
+                .extend(sections.get(section).cloned().unwrap_or_default());
+        }
+        // A run that measures names the machine, and the page shows that line.
+        for (run, lines) in &shown {
+            let measures = fanout_book::runs::find(run).is_some_and(|run| run.measures);
+            if measures
+                && !lines
+                    .iter()
+                    .any(|line| line.contains(fanout_book::runs::MEASURED_ON))
+            {
+                problems.push(format!(
+                    "{name}: shows figures of run {run}, which depend on the machine, but not the \
+                     `{}` line that says where they were measured",
+                    fanout_book::runs::MEASURED_ON
                 ));
             }
         }

@@ -143,8 +143,8 @@ impl Ctx {
                 |kib| format!("{:.0} GiB of memory", kib / 1024.0 / 1024.0),
             );
         format!(
-            "(measured on {} {}, {cpus} CPUs, {memory}, {build} build: figures depend on the \
-             machine)",
+            "{} {} {}, {cpus} CPUs, {memory}, {build} build: figures depend on the machine)",
+            super::MEASURED_ON,
             env::consts::OS,
             env::consts::ARCH,
         )

@@ -36,6 +36,9 @@ pub mod shape;
 
 pub use harness::Ctx;
 
+/// How the line that names the machine a measuring run was recorded on begins.
+pub const MEASURED_ON: &str = "(measured on";
+
 /// A future as the run table needs it.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -175,6 +178,18 @@ pub async fn check(run: &Run) -> Result<()> {
         if let Err(difference) = shape::compare(old, &section.lines, section.check) {
             problems.push(format!("section `{}`: {difference}", section.name));
         }
+    }
+    if run.measures
+        && !fresh
+            .sections
+            .iter()
+            .flat_map(|section| &section.lines)
+            .any(|line| line.contains(MEASURED_ON))
+    {
+        problems.push(format!(
+            "run {} measures, but prints no `{MEASURED_ON} …` line saying where",
+            run.name
+        ));
     }
     for name in recorded.keys() {
         if !fresh.sections.iter().any(|section| &section.name == name) {
