@@ -21,6 +21,12 @@ pub const RUNS: &[Run] = &[
         go: |ctx| Box::pin(broadcast(ctx)),
     },
     Run {
+        name: "03-try-hear-yourself",
+        about: "try it: chapter 03's forward without the `if *id != from` test, with two clients",
+        measures: false,
+        go: |ctx| Box::pin(hear_yourself(ctx)),
+    },
+    Run {
         name: "03-flood",
         about: "chapter 03 with a client that never reads, one that reads, and four floods of 1 KiB messages",
         measures: true,
@@ -58,6 +64,35 @@ async fn broadcast(ctx: Ctx) -> Result<Transcript> {
     );
     out.section("tabs", script.lines());
     out.section("log", server.log());
+    Ok(out)
+}
+
+async fn hear_yourself(ctx: Ctx) -> Result<Transcript> {
+    let try_it = ctx
+        .try_it(
+            "03-broker",
+            &[(
+                "broker.rs",
+                "            if *id != from {
+                // An error means that writer has ended; its Leave is on its way and will remove it.
+                let _ = outbox.send(message.clone());
+            }",
+                "            // An error means that writer has ended; its Leave is on its way and will remove it.
+            let _ = outbox.send(message.clone());",
+            )],
+        )
+        .await?;
+    let server = ctx.start(&try_it.bin, &[]).await?;
+    let script = Script::default();
+    let mut tab1 = Tab::open(&script, &server, "tab-1").await;
+    let mut tab2 = Tab::open(&script, &server, "tab-2").await;
+    tab1.send("hello, everyone").await;
+    tab2.receive("hello, everyone").await;
+    tab1.receive("hello, everyone").await;
+    tab1.close().await;
+    tab2.close().await;
+    let mut out = Transcript::default();
+    out.section("tabs", script.lines());
     Ok(out)
 }
 
