@@ -19,8 +19,10 @@
 #   count      a new function that only does a `saturating_add` on a counter;
 #   forget     a new function that removes a client from the map (dropping its outbox);
 #   lookup     a new function that only looks a client up in the map;
+#   take       a new function that removes a client and hands it back (the caller drops it);
 #   unused     a new function that panics, which nothing calls;
-#   handle_at_fat_lto  `handle_at` again, with fat LTO and one codegen unit.
+#   handle_at_fat_lto  `handle_at` again, with fat LTO and one codegen unit;
+#   lookup_fat_lto, forget_fat_lto, take_fat_lto: those three again, with fat LTO.
 # Each outcome is printed as "linked" or "link failed", with the lines of the error that name
 # the function. It needs network access to crates.io once, to fetch `no-panic`.
 set -uo pipefail
@@ -106,11 +108,12 @@ try() {
 # calls it where the binary runs it), builds, reports.
 try_edit() {
     local label="$1" edit="$2" what="$3"
+    shift 3
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$label" ] && return
     cp "$broker.orig" "$broker"
     perl -0pi -e "$edit" "$broker"
-    echo "== $label: $what"
-    build_and_report "$label"
+    echo "== $label: $what${*:+ (with $*)}"
+    build_and_report "$label" "$@"
 }
 
 rustc --version
@@ -128,7 +131,22 @@ try_edit forget \
 try_edit lookup \
     's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.connections.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.connections.contains_key(&id)\n    }\n\n$1/' \
     'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave'
+try_edit take \
+    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Connection> {\n        self.connections.remove(&id)\n    }\n\n$1/' \
+    'a new `take` (HashMap::remove, the outbox handed back and dropped by the caller), called for Event::Leave'
 try_edit unused \
     's/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    pub fn never_called(n: u64) -> u64 {\n        if n == 7 {\n            panic!("seven")\n        }\n        n\n    }\n\n$1/' \
     'a new `never_called` that panics on 7, which nothing calls'
 try handle_at_fat_lto 'pub fn handle_at' CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+try_edit lookup_fat_lto \
+    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.connections.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.connections.contains_key(&id)\n    }\n\n$1/' \
+    'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave' \
+    CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+try_edit forget_fat_lto \
+    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.connections.remove(&id).is_some()\n    }\n\n$1/' \
+    'a new `forget` (HashMap::remove, which drops the outbox), called for Event::Leave' \
+    CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+try_edit take_fat_lto \
+    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Connection> {\n        self.connections.remove(&id)\n    }\n\n$1/' \
+    'a new `take` (HashMap::remove, the outbox handed back and dropped by the caller), called for Event::Leave' \
+    CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
