@@ -112,15 +112,25 @@ async fn closed_circuit(ctx: Ctx) -> Result<Transcript> {
 }
 
 async fn no_reset(ctx: Ctx) -> Result<Transcript> {
+    let mut out = Transcript::default();
+    let chapter = ctx.bin("ch02-split").await?;
+    out.section("with-reset", vec![talk_every_300ms(&ctx, &chapter).await?]);
     let try_it = ctx
         .try_it(
             "02-split",
             &[("lib.rs", "        heartbeat.reset();\n", "")],
         )
         .await?;
+    out.section("count", vec![talk_every_300ms(&ctx, &try_it.bin).await?]);
+    Ok(out)
+}
+
+/// Runs `bin` with `--ping-interval 1s` and a client that sends a message every 300 ms; counts
+/// the frames the server sent.
+async fn talk_every_300ms(ctx: &Ctx, bin: &std::path::Path) -> Result<String> {
     let server = ctx
         .start_logging(
-            &try_it.bin,
+            bin,
             &["--ping-interval", "1s"],
             "info,tungstenite::protocol=trace",
         )
@@ -142,12 +152,7 @@ async fn no_reset(ctx: Ctx) -> Result<Transcript> {
         .iter()
         .filter(|line| line.contains("Data(Text)"))
         .count();
-    let mut out = Transcript::default();
-    out.section(
-        "count",
-        vec![format!(
-            "frames sent while the client talked every 300 ms: {texts} echoes, {pings} Pings"
-        )],
-    );
-    Ok(out)
+    Ok(format!(
+        "frames sent while the client talked every 300 ms: {texts} echoes, {pings} Pings"
+    ))
 }

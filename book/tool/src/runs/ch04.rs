@@ -34,7 +34,13 @@ pub const RUNS: &[Run] = &[
         name: "04-stall-log",
         about: "chapter 04's log while a client stops reading, misses messages, and reads again",
         measures: false,
-        go: |ctx| Box::pin(stall_log(ctx)),
+        go: |ctx| Box::pin(stall_log(ctx, &[], 32)),
+    },
+    Run {
+        name: "04-try-tiny-queue",
+        about: "try it: the stalled client's run again, with --queue-capacity 4",
+        measures: false,
+        go: |ctx| Box::pin(stall_log(ctx, &["--queue-capacity", "4"], 2)),
     },
     Run {
         name: "04-stall",
@@ -56,13 +62,13 @@ pub const RUNS: &[Run] = &[
     },
 ];
 
-/// A stalled client (`#1`), a sender (`#2`) and a reader (`#3`): the sender sends windows of 32
-/// messages of 4 KiB, each once the reader has the last, until the server says the stalled client
+/// A stalled client (`#1`), a sender (`#2`) and a reader (`#3`): the sender sends windows of
+/// `window` messages of 4 KiB (at most half a queue), each once the reader has the last, until the server says the stalled client
 /// is not keeping up. Then the stalled client reads what was kept for it, and one more message
 /// shows it caught up.
-async fn stall_log(ctx: Ctx) -> Result<Transcript> {
+async fn stall_log(ctx: Ctx, flags: &[&str], window: usize) -> Result<Transcript> {
     let bin = ctx.bin("ch04-bounded").await?;
-    let server = ctx.start(&bin, &[]).await?;
+    let server = ctx.start(&bin, flags).await?;
     let stalled = StalledClient::connect(server.addr, "stalled").await;
     server.wait_for_log("client connected", 1).await?;
     let mut sender = Client::connect(&server.ws_url(), "sender").await;
@@ -75,13 +81,13 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
         if sent > 20_000 {
             bail!("20,000 messages went past the stalled client and it never fell behind");
         }
-        for _ in 0..32 {
+        for _ in 0..window {
             sender.send(Message::binary(payload.clone())).await;
         }
-        for _ in 0..32 {
+        for _ in 0..window {
             reader.recv().await;
         }
-        sent += 32;
+        sent += window;
     }
     // It is behind for good now: its buffers are full. Let it read what was kept for it.
     let mut resumed = stalled.resume();
@@ -107,6 +113,15 @@ async fn stall_log(ctx: Ctx) -> Result<Transcript> {
         server.wait_for_log("client disconnected", n + 1).await?;
     }
     let mut out = Transcript::default();
+    if !flags.is_empty() {
+        out.section(
+            "command",
+            vec![format!(
+                "$ cargo run -p ch04-bounded -- {}",
+                flags.join(" ")
+            )],
+        );
+    }
     out.section("log", server.log());
     out.section(
         "kept",

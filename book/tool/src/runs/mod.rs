@@ -138,10 +138,23 @@ pub fn recording_path(name: &str) -> PathBuf {
 
 /// Runs `run` in `mode`.
 pub async fn go(run: &Run, mode: Mode) -> Result<Transcript> {
+    use futures_util::FutureExt;
     let ctx = Ctx::new(mode, run.name).await?;
-    (run.go)(ctx)
+    // The clients of `stage_tests` fail by panicking, as tests do: here that is the run's error.
+    match std::panic::AssertUnwindSafe((run.go)(ctx))
+        .catch_unwind()
         .await
-        .with_context(|| format!("run {} failed", run.name))
+    {
+        Ok(outcome) => outcome.with_context(|| format!("run {} failed", run.name)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "a client panicked".to_string());
+            bail!("run {} failed: {message}", run.name)
+        }
+    }
 }
 
 /// Runs `run` for real and writes its recording. Returns the file written.
