@@ -15,6 +15,13 @@
 //!
 //! Runs that measure (memory, throughput) depend on the machine: they say so in what they print
 //! and name the machine they were recorded on.
+//!
+//! A new chapter's runs go in a module of their own (`chNN.rs`, a `RUNS` table, listed in
+//! [`all`]). A run starts binaries with [`Ctx::bin`] (or a changed copy of a chapter with
+//! [`Ctx::try_it`]), starts servers with [`Ctx::start`] (default port in record mode, port 0 in
+//! shape mode), picks its durations and counts with [`Ctx::pick`], and returns its sections. The
+//! page includes a section with `{{#include ../runs/NAME.txt:SECTION}}` in a `text` or `console`
+//! block and names the run (`cargo run -p fanout-book -- run NAME`); `tests/book.rs` checks both.
 
 use std::{
     collections::BTreeMap,
