@@ -14,6 +14,9 @@ use anyhow::{Context, Result};
 use mdbook_driver::MDBook;
 use mdbook_mermaid::Mermaid;
 
+pub mod answers;
+pub mod runs;
+
 /// The JavaScript that turns `<pre class="mermaid">` blocks into diagrams in the browser, as
 /// `mdbook-mermaid` ships it (see `build.rs` for how we find it). Each entry is the file's name
 /// and its content.

@@ -29,6 +29,23 @@ enum Command {
     Serve,
     /// Build the book into book/build and exit.
     Build,
+    /// For each chapter page: how many of its exercise's answer lines it shows, unfolded, before
+    /// the exercise heading.
+    /// Run the book's runs for real and write their recordings into book/runs/ (no NAME: list
+    /// them). A recording shows the default port, so port 3000 must be free.
+    Run {
+        /// The runs to record, e.g. 03-broadcast; `all` for every run.
+        names: Vec<String>,
+        /// Check each run's shape against its recording instead of recording it (what
+        /// `cargo test -p fanout-book --test runs` does).
+        #[arg(long)]
+        check: bool,
+    },
+    Answers {
+        /// The heading that opens the exercise.
+        #[arg(long, default_value = fanout_book::answers::YOUR_TURN)]
+        heading: String,
+    },
 }
 
 #[tokio::main]
@@ -44,7 +61,94 @@ async fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Command::Serve => serve(&cli.addr).await,
+        Command::Answers { heading } => answers(&heading),
+        Command::Run { names, check } => run(&names, check).await,
     }
+}
+
+/// Records (or checks) the runs called `names`; lists them all when there is none.
+async fn run(names: &[String], check: bool) -> ExitCode {
+    use fanout_book::runs;
+    if names.is_empty() {
+        for run in runs::all() {
+            println!("{:<22} {}", run.name, run.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        if name == "all" {
+            chosen.extend(runs::all());
+        } else if let Some(run) = runs::find(name) {
+            chosen.push(run);
+        } else {
+            eprintln!("error: no run called {name:?} (see `cargo run -p fanout-book -- run`)");
+            return ExitCode::from(2);
+        }
+    }
+    let mut failed = false;
+    for run in chosen {
+        let outcome = if check {
+            runs::check(run)
+                .await
+                .map(|()| format!("{}: same shape", run.name))
+        } else {
+            runs::record(run)
+                .await
+                .map(|path| format!("{}: recorded in {}", run.name, path.display()))
+        };
+        match outcome {
+            Ok(done) => println!("{done}"),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints, for every chapter page, the answer lines it shows before `heading`.
+fn answers(heading: &str) -> ExitCode {
+    let root = fanout_book::workspace_root();
+    let src = fanout_book::book_root().join("src");
+    let mut pages: Vec<PathBuf> = match std::fs::read_dir(&src) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+            .collect(),
+        Err(err) => {
+            eprintln!("error: cannot list {}: {err}", src.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    pages.sort();
+    for page in pages {
+        match fanout_book::answers::measure(&root, &page, heading) {
+            Ok(Some(measure)) => println!(
+                "{}: {} of {} answer lines ({:.0} %) before \"{heading}\"{}",
+                page.file_name().unwrap_or_default().to_string_lossy(),
+                measure.visible.len(),
+                measure.answer_lines.len(),
+                measure.percent(),
+                if measure.has_exercise_heading {
+                    ""
+                } else {
+                    " (no such heading: the whole page)"
+                }
+            ),
+            Ok(None) => {}
+            Err(err) => {
+                eprintln!("error: {}: {err:#}", page.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Builds the book, reporting a failure on stderr.

@@ -327,3 +327,329 @@ fn page_dir(page: &str) -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
+
+/// Chapter pages written before the second edition's layout (exercise before solution, recorded
+/// runs, recap) and being rewritten elsewhere: the checks below skip them. A page listed here that
+/// no longer exists fails `exempt_pages_still_exist`, so the list cannot outlive its reason.
+const NOT_YET_REVISED: &[&str] = &["06-hardening.md"];
+
+/// The chapter pages: `book/src/NN-name.md`, as (file name, Markdown), without the exempt ones.
+fn chapter_pages() -> Vec<(String, String)> {
+    sources()
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.contains('/')
+                && name.len() > 3
+                && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+                && name.as_bytes()[2] == b'-'
+        })
+        .filter(|(name, _)| !NOT_YET_REVISED.contains(&name.as_str()))
+        .collect()
+}
+
+/// Every page exempted from the layout checks still exists.
+#[test]
+fn exempt_pages_still_exist() {
+    let src = book_root().join("src");
+    let gone: Vec<&&str> = NOT_YET_REVISED
+        .iter()
+        .filter(|page| !src.join(page).is_file())
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "these pages are exempt from the layout checks but no longer exist; remove them from \
+         NOT_YET_REVISED in book/tool/tests/book.rs: {gone:?}"
+    );
+}
+
+/// A participant who reads a chapter up to its "Your turn" heading sees at most a quarter of the
+/// exercise's answer (the lines in the chapter's `exercise-*` regions) in unfolded listings; the
+/// page includes the exercise there and has "The chapter's solution" after it.
+#[test]
+fn no_chapter_page_gives_away_more_than_a_quarter_of_its_exercise() {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for (name, markdown) in chapter_pages() {
+        let page = book_root().join("src").join(&name);
+        let measure = fanout_book::answers::measure(&root, &page, fanout_book::answers::YOUR_TURN)
+            .unwrap_or_else(|err| panic!("cannot measure {name}: {err:#}"));
+        let Some(measure) = measure else {
+            problems.push(format!("{name}: includes no chapter's code"));
+            continue;
+        };
+        if !measure.has_exercise_heading {
+            problems.push(format!("{name}: has no \"## Your turn\" heading"));
+            continue;
+        }
+        if measure.percent() > 25.0 {
+            let shown: Vec<String> = measure
+                .visible
+                .iter()
+                .map(|(file, line)| format!("{}:{line}", file.display()))
+                .collect();
+            problems.push(format!(
+                "{name}: shows {} of {} answer lines ({:.0} %) before \"Your turn\": {}",
+                measure.visible.len(),
+                measure.answer_lines.len(),
+                measure.percent(),
+                shown.join(", ")
+            ));
+        }
+        let after = markdown
+            .split_once("## Your turn")
+            .map(|(_, after)| after)
+            .unwrap_or_default();
+        if !after.contains("{{#include exercises/") {
+            problems.push(format!(
+                "{name}: \"Your turn\" does not include the exercise page"
+            ));
+        }
+        if !after.contains("## The chapter's solution") {
+            problems.push(format!(
+                "{name}: no \"## The chapter's solution\" after \"Your turn\""
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every terminal output a chapter page shows is a section of a recording in `book/runs/`, made by
+/// a run the page names (`fanout-book -- run NAME`): a `text` or `console` block holds only
+/// commands (`$ …`) and includes of recordings, every included section exists, and so does its run.
+#[test]
+fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
+    let mut problems = Vec::new();
+    for (name, markdown) in chapter_pages() {
+        // For each run the page shows: the sections it includes.
+        let mut shown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut fence: Option<String> = None;
+        for (number, line) in markdown.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                fence = match fence {
+                    Some(_) => None,
+                    None => Some(trimmed.trim_start_matches('`').to_string()),
+                };
+                continue;
+            }
+            let Some(language) = fence.as_deref() else {
+                continue;
+            };
+            if !matches!(language, "" | "text" | "console" | "sh" | "shell") {
+                continue;
+            }
+            if trimmed.is_empty() || trimmed.starts_with("$ ") {
+                continue;
+            }
+            let at = format!("{name}:{}", number + 1);
+            let Some(include) = trimmed
+                .strip_prefix("{{#include ../runs/")
+                .and_then(|rest| rest.strip_suffix("}}"))
+            else {
+                problems.push(format!(
+                    "{at}: output typed into the page, not included from a recording: {trimmed}"
+                ));
+                continue;
+            };
+            let (file, section) = include.split_once(':').unwrap_or((include, ""));
+            let run = file.strip_suffix(".txt").unwrap_or(file);
+            if fanout_book::runs::find(run).is_none() {
+                problems.push(format!("{at}: no run called {run}"));
+                continue;
+            }
+            if !markdown.contains(&format!("fanout-book -- run {run}")) {
+                problems.push(format!(
+                    "{at}: shows run {run} but never names it (`cargo run -p fanout-book -- run {run}`)"
+                ));
+            }
+            let recording =
+                fs::read_to_string(fanout_book::runs::recording_path(run)).unwrap_or_default();
+            let sections = fanout_book::runs::parse(&recording).unwrap_or_default();
+            if section.is_empty() || !sections.contains_key(section) {
+                problems.push(format!(
+                    "{at}: book/runs/{file} has no section `{section}` (include one by name)"
+                ));
+            }
+            shown
+                .entry(run.to_string())
+                .or_default()
+                .extend(sections.get(section).cloned().unwrap_or_default());
+        }
+        // A run that measures names the machine, and the page shows that line.
+        for (run, lines) in &shown {
+            let measures = fanout_book::runs::find(run).is_some_and(|run| run.measures);
+            if measures
+                && !lines
+                    .iter()
+                    .any(|line| line.contains(fanout_book::runs::MEASURED_ON))
+            {
+                problems.push(format!(
+                    "{name}: shows figures of run {run}, which depend on the machine, but not the \
+                     `{}` line that says where they were measured",
+                    fanout_book::runs::MEASURED_ON
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every listing of a chapter page says which file it comes from: the path
+/// (`chapters/NN-name/src/file.rs`) is named in the lines just above the include.
+#[test]
+fn every_listing_names_the_file_it_comes_from() {
+    let mut problems = Vec::new();
+    for (name, markdown) in chapter_pages() {
+        let lines: Vec<&str> = markdown.lines().collect();
+        for (number, line) in lines.iter().enumerate() {
+            let Some(rest) = line.trim().strip_prefix("{{#include ../../") else {
+                continue;
+            };
+            let path = rest
+                .trim_end_matches("}}")
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            let above = &lines[number.saturating_sub(8)..number];
+            if !above.iter().any(|line| line.contains(path)) {
+                problems.push(format!(
+                    "{name}:{}: the listing from {path} does not name its file just above it",
+                    number + 1
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every chapter page ends with "What you learned" and then "Further reading", which has links.
+#[test]
+fn every_chapter_page_ends_with_a_recap_and_further_reading() {
+    let mut problems = Vec::new();
+    for (name, markdown) in chapter_pages() {
+        let headings: Vec<&str> = markdown
+            .lines()
+            .filter_map(|line| line.strip_prefix("## "))
+            .collect();
+        if !headings.ends_with(&["What you learned", "Further reading"]) {
+            problems.push(format!(
+                "{name}: the last sections are {:?}, not \"What you learned\" and \"Further reading\"",
+                headings.iter().rev().take(2).rev().collect::<Vec<_>>()
+            ));
+            continue;
+        }
+        let reading = markdown
+            .rsplit_once("## Further reading")
+            .map(|(_, reading)| reading)
+            .unwrap_or_default();
+        if !reading.contains("<https://") {
+            problems.push(format!("{name}: \"Further reading\" has no link"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A participant can write the exercise from what the page shows before its solution: every name
+/// the answer uses (the identifiers in the chapter's `exercise-*` regions, comments and strings
+/// left out) appears in the rendered page above "The chapter's solution", counting the prose, the
+/// unfolded listings, the tasks and their hints, but not the folded "The chapter's code" blocks.
+/// Logging names are left out (log lines are not what the stage tests check), and so are a few
+/// methods of `std` that the book assumes its readers know.
+#[test]
+fn every_name_the_exercise_needs_is_introduced_before_the_solution() {
+    const NOT_NEEDED: &[&str] = &[
+        "tracing", "info", "warn", "debug", "trace", "is_err", "is_ok", "clone", "into",
+    ];
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for (name, _) in chapter_pages() {
+        let page = book_root().join("src").join(&name);
+        let Some(measure) =
+            fanout_book::answers::measure(&root, &page, fanout_book::answers::YOUR_TURN)
+                .unwrap_or_else(|err| panic!("cannot measure {name}: {err:#}"))
+        else {
+            continue;
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (file, number) in &measure.answer_lines {
+            let text = fs::read_to_string(root.join(file)).unwrap_or_default();
+            let line = text.lines().nth(number - 1).unwrap_or_default();
+            let code = line.split("//").next().unwrap_or_default();
+            let code: String = code.split('"').step_by(2).collect::<Vec<_>>().join(" ");
+            for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if word.len() > 2
+                    && word.starts_with(|c: char| c.is_alphabetic() || c == '_')
+                    && !RUST_WORDS.contains(&word)
+                    && !NOT_NEEDED.contains(&word)
+                {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+        let html = fs::read_to_string(built().join(page_for(&name)))
+            .unwrap_or_else(|err| panic!("cannot read the built {name}: {err}"));
+        let before = html
+            .split("The chapter’s solution")
+            .next()
+            .unwrap_or_default();
+        let readable = without_chapter_code(before);
+        let text = unescape_html(&strip_tags(&readable));
+        let words: std::collections::BTreeSet<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|name| !words.contains(name.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{name}: the exercise's answer uses names the page introduces only in its \
+                 solution: {missing:?}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+const RUST_WORDS: &[&str] = &[
+    "let", "mut", "else", "match", "while", "for", "loop", "break", "continue", "return", "pub",
+    "use", "self", "Self", "Some", "None", "Ok", "Err", "true", "false", "move", "async", "await",
+    "impl", "struct", "enum", "mod", "crate", "super", "where", "ref",
+];
+
+/// `html` without the folded blocks whose summary is "The chapter's code".
+fn without_chapter_code(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<details>") {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let end = tail
+            .find("</details>")
+            .map_or(tail.len(), |end| end + "</details>".len());
+        let block = &tail[..end];
+        if !block.contains("The chapter’s code") && !block.contains("The chapter's code") {
+            out.push_str(block);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
