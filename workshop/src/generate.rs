@@ -456,7 +456,8 @@ pub fn book_page(exercise: &Exercise) -> String {
          {todos} in {files}; the rest of the crate already works.\n\
          - **Run it:** `cargo run -p {package}`, then open <http://127.0.0.1:3000>.\n\
          - **Check it:** `cargo workshop check {number}` runs the chapter's stage tests against your\n  \
-         code (`cargo test -p {package}` runs the same ones).\n\
+         code (`cargo test -p {package} --no-fail-fast` runs the same ones and the crate's unit\n  \
+         tests; without `--no-fail-fast`, cargo stops at the first test target that fails).\n\
          - **Stuck?** Open the hints below one at a time, or run `cargo workshop hint {number}`.\n  \
          `cargo workshop diff {number}` compares your code with the chapter's, and\n  \
          `cargo workshop reset {number}` brings the starter back.\n",
