@@ -229,7 +229,7 @@ const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
 impl StalledClient {
     /// Opens a WebSocket to `ws://addr/ws` (within [`WAIT`]) and then stops reading.
     pub async fn connect(addr: SocketAddr, name: &str) -> StalledClient {
-        let url = format!("ws://{addr}/ws");
+        let url = crate::ws_url(addr);
         let handshake = async {
             let socket = if addr.is_ipv4() {
                 TcpSocket::new_v4()

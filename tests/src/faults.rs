@@ -3,8 +3,8 @@
 //!
 //! A well-behaved client library cannot send an unmasked frame, set a reserved bit, fragment a
 //! Ping, claim a frame of 2^62 bytes or stop in the middle of a frame: it exists to prevent
-//! exactly that. A server has to survive all of it, so the hardening scenarios build frames byte
-//! by byte with [`Frame`] and put them on the wire with [`RawClient`]. The client also never
+//! exactly that. A server has to survive all of it, so the limits and timeouts scenarios build
+//! frames byte by byte with [`Frame`] and put them on the wire with [`RawClient`]. The client also never
 //! answers a Ping by itself, which makes it a half-open peer whenever a scenario wants one.
 //!
 //! Also here: what the scenarios read from `/proc` about a server process (open files, resident

@@ -31,10 +31,13 @@ pub mod broadcast;
 pub mod contract;
 pub mod echo;
 pub mod faults;
-pub mod hardening;
 pub mod heartbeat;
+pub mod limits;
 pub mod shutdown;
 pub mod stats;
+pub mod timeouts;
+
+mod health;
 
 pub use client::Client;
 pub use process::ServerProcess;
@@ -44,6 +47,11 @@ pub use server::TestServer;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a scenario watches for something that should *not* happen (an echo to the sender).
 pub const QUIET: Duration = Duration::from_millis(300);
+/// The WebSocket URL of a server listening on `addr`.
+pub fn ws_url(addr: std::net::SocketAddr) -> String {
+    format!("ws://{addr}/ws")
+}
+
 /// No scenario runs longer than this, whatever it waits for.
 pub const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
 
