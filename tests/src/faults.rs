@@ -14,7 +14,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
     time::Instant,
 };
 
@@ -203,15 +203,7 @@ impl RawClient {
         name: &str,
         bytes: u32,
     ) -> RawClient {
-        let socket = TcpSocket::new_v4().expect("creating a TCP socket");
-        // Set before connecting: the window scale is agreed on in the handshake.
-        socket
-            .set_recv_buffer_size(bytes)
-            .expect("setting SO_RCVBUF");
-        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .unwrap_or_else(|_| panic!("{name}: no TCP connection to {addr} within {WAIT:?}"))
-            .unwrap_or_else(|err| panic!("{name}: cannot connect to {addr}: {err}"));
+        let stream = crate::connect_with_receive_buffer(addr, name, bytes).await;
         RawClient::handshake(stream, addr, name).await
     }
 
@@ -259,28 +251,18 @@ impl RawClient {
             .unwrap_or_else(|err| panic!("{name}: reading the handshake response: {err}"));
         let head_bytes: Vec<u8> = self.buffered.drain(..head_end).collect();
         let head = String::from_utf8_lossy(&head_bytes).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
+        let (status, headers) = crate::http::parse_head(&head)
             .unwrap_or_else(|| panic!("{name}: not an HTTP response: {head:?}"));
         if status != 101 {
-            let length = head
-                .lines()
-                .filter_map(|line| line.split_once(':'))
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+            let length = crate::http::header(&headers, "content-length")
+                .and_then(|value| value.parse::<usize>().ok())
                 .unwrap_or(0);
             let _ = tokio::time::timeout(WAIT, self.fill_to(length)).await;
             let body_end = length.min(self.buffered.len());
             let body = String::from_utf8_lossy(&self.buffered[..body_end]).into_owned();
             return Err(Refusal { status, head, body });
         }
-        let accepted = head.lines().any(|line| {
-            line.split_once(':').is_some_and(|(key, value)| {
-                key.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == ACCEPT
-            })
-        });
+        let accepted = crate::http::header(&headers, "sec-websocket-accept") == Some(ACCEPT);
         assert!(
             accepted,
             "{name}: the 101 response lacks the right Sec-WebSocket-Accept:\n{head}"
@@ -509,16 +491,9 @@ pub fn resident_kib(pid: u32) -> u64 {
 /// For what the server does on its own time with no signal a test could wait on, like closing
 /// a socket after a client left.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::wait_until(limit, || std::future::ready(done()), |&held| held)
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]

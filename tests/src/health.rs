@@ -1,11 +1,9 @@
 //! What the limits and timeouts suites check after each hostile peer: the server still serves,
 //! counts what it should, and never panicked.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
-use tokio::time::Instant;
-
-use crate::{Client, ServerProcess, Target, WAIT, http, ws_url};
+use crate::{Client, ServerProcess, Target, WAIT, http, wait_until, ws_url};
 
 pub(crate) fn bin(target: &Target) -> &'static str {
     target
@@ -26,18 +24,13 @@ pub(crate) async fn stat(addr: SocketAddr, field: &str) -> u64 {
 
 /// Waits (within [`WAIT`]) until `/stats` counts `expected` connections.
 pub(crate) async fn expect_connections(addr: SocketAddr, expected: u64, why: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let connections = stat(addr, "connections").await;
-        if connections == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
+    if let Err(connections) =
+        wait_until(WAIT, || stat(addr, "connections"), |&n| n == expected).await
+    {
+        panic!(
             "/stats should count {expected} connections within {WAIT:?} ({why}), it counts \
              {connections}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -10,10 +10,6 @@
 //! The message limit is set small here (1 KiB) so that going over it is quick; the defaults are
 //! checked through `--help` and one scenario at the real 64 KiB limit.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use crate::{
     Client, ServerProcess, Target, TestServer, WAIT,
     client::Ending,
@@ -280,18 +276,19 @@ async fn connections_beyond_the_limit_are_refused_with_503_until_one_leaves(targ
     let _ = alice.expect_end().await;
     // The place frees up when the server has finished with alice's connection, which it does on
     // its own time: retry until it has (within WAIT).
-    let deadline = Instant::now() + WAIT;
-    let mut carol = loop {
-        match RawClient::try_connect(server.addr, "carol").await {
-            Ok(carol) => break carol,
-            Err(refusal) => assert!(
-                Instant::now() < deadline,
-                "alice left, yet carol is still refused after {WAIT:?}: {}",
-                refusal.status
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut carol = crate::wait_until(
+        WAIT,
+        || RawClient::try_connect(server.addr, "carol"),
+        Result::is_ok,
+    )
+    .await
+    .unwrap_or_else(|last| last)
+    .unwrap_or_else(|refusal| {
+        panic!(
+            "alice left, yet carol is still refused after {WAIT:?}: {}",
+            refusal.status
+        )
+    });
     bob.send_text("welcome").await;
     match carol.next_frame_within(WAIT).await {
         faults::Received::Frame { opcode, payload } => {
