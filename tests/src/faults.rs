@@ -18,6 +18,8 @@ use tokio::{
     time::Instant,
 };
 
+use tokio_tungstenite::tungstenite::protocol::frame::{FrameHeader, coding::OpCode};
+
 use crate::WAIT;
 
 /// Frame opcodes (RFC 6455, section 5.2).
@@ -119,32 +121,30 @@ impl Frame {
         self
     }
 
-    /// The frame's bytes, as they go on the wire.
+    /// The frame's bytes, as they go on the wire. The header is written by tungstenite's own
+    /// `FrameHeader`, which writes whatever bits and length it is given; only the payload's
+    /// masking is done here.
     pub fn encode(&self) -> Vec<u8> {
         let len = self.claimed_len.unwrap_or(self.payload.len() as u64);
+        let header = FrameHeader {
+            is_final: self.fin,
+            rsv1: self.rsv & 0b100 != 0,
+            rsv2: self.rsv & 0b010 != 0,
+            rsv3: self.rsv & 0b001 != 0,
+            opcode: OpCode::from(self.opcode & 0x0f),
+            mask: self.mask,
+        };
         let mut bytes = Vec::with_capacity(14 + self.payload.len());
-        bytes.push(u8::from(self.fin) << 7 | self.rsv << 4 | (self.opcode & 0x0f));
-        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        // The length takes 7 bits, or 7 bits saying "16 more" (126) or "64 more" (127).
-        if len < 126 {
-            bytes.push(mask_bit | len as u8);
-        } else if let Ok(len) = u16::try_from(len) {
-            bytes.push(mask_bit | 126);
-            bytes.extend_from_slice(&len.to_be_bytes());
-        } else {
-            bytes.push(mask_bit | 127);
-            bytes.extend_from_slice(&len.to_be_bytes());
-        }
+        header
+            .format(len, &mut bytes)
+            .expect("writing a frame header into a Vec cannot fail");
         match self.mask {
-            Some(mask) => {
-                bytes.extend_from_slice(&mask);
-                bytes.extend(
-                    self.payload
-                        .iter()
-                        .zip(mask.iter().cycle())
-                        .map(|(byte, key)| byte ^ key),
-                );
-            }
+            Some(mask) => bytes.extend(
+                self.payload
+                    .iter()
+                    .zip(mask.iter().cycle())
+                    .map(|(byte, key)| byte ^ key),
+            ),
             None => bytes.extend_from_slice(&self.payload),
         }
         bytes
