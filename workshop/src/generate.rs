@@ -131,7 +131,7 @@ fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[
 
 /// The allow that keeps a starter quiet under `-D warnings`: the `todo!`s leave variables,
 /// imports and helpers unused and the code after them unreachable.
-/// `clippy::todo` is there for chapters that deny it (chapter 06 denies every way to panic).
+/// `clippy::todo` is there for chapters that deny it (chapters 06 and 07 deny every way to panic).
 const ALLOW: &str = "\
 // The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
 // stage tests pass, to hear the compiler's warnings about your code again.
