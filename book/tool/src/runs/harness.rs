@@ -113,6 +113,8 @@ impl Ctx {
             .args(flags)
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
+            // As a reader's shell would have it: a panic prints its message, not a backtrace.
+            .env_remove("RUST_BACKTRACE")
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -217,6 +219,28 @@ impl Ctx {
             bin: placed,
             relative,
         })
+    }
+}
+
+impl Ctx {
+    /// `cargo clippy` on a try-it copy (its binary), as its reader would run it there: what
+    /// clippy printed (its warnings and errors, without cargo's progress lines), whether or not
+    /// it passed.
+    pub async fn clippy(&self, try_it: &TryIt) -> Result<Vec<String>> {
+        let _guard = BUILD.lock().await;
+        let program = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(program)
+            .args(["clippy", "--quiet", "--color", "never", "--bins"])
+            .current_dir(&try_it.dir)
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run cargo clippy")?;
+        Ok(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 }
 
