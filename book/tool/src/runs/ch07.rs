@@ -15,7 +15,7 @@ use tokio::{
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
-    Check, Run, Transcript,
+    Run, Transcript,
     ch02::flags,
     harness::{Ctx, Script, Server, SilentPeer, Tab, WAIT, curl_body},
 };
@@ -168,7 +168,7 @@ async fn withhold(ctx: Ctx) -> Result<Transcript> {
 
 async fn timeouts(ctx: Ctx) -> Result<Transcript> {
     let bin = ctx.bin("ch07-timeouts").await?;
-    let (interval, header) = ctx.pick(("1s", "2s"), ("100ms", "300ms"));
+    let (interval, header) = ctx.pick(("1s", "2s"), ("200ms", "300ms"));
     let server = ctx
         .start(
             &bin,
@@ -182,19 +182,23 @@ async fn timeouts(ctx: Ctx) -> Result<Transcript> {
     server.wait_for_log("client connected", 2).await?;
     let mut request = slowloris(&server).await?;
     let started = Instant::now();
-    let mut lines = Vec::new();
-    if closed_within(&mut request, WAIT).await {
-        lines.push(format!(
+    // Meanwhile the quiet tab reads (and so answers every Ping) and says nothing, for longer than
+    // the idle timeout.
+    let stay = ctx.pick(Duration::from_secs(5), Duration::from_secs(1));
+    let (closed, _) = tokio::join!(
+        async {
+            let closed = closed_within(&mut request, WAIT).await;
+            (closed, started.elapsed())
+        },
+        keep_reading(&mut quiet.client, stay)
+    );
+    let lines = match closed {
+        (true, after) => vec![format!(
             "the request without an end: closed by the server after {:.2} s",
-            started.elapsed().as_secs_f64()
-        ));
-    } else {
-        lines.push("the request without an end: still open".to_string());
-    }
-    // The quiet tab reads (and so answers every Ping) and says nothing, for longer than the idle
-    // timeout.
-    let stay = ctx.pick(Duration::from_secs(5), Duration::from_millis(600));
-    keep_reading(&mut quiet.client, stay).await;
+            after.as_secs_f64()
+        )],
+        (false, _) => vec!["the request without an end: still open".to_string()],
+    };
     server.wait_for_log("client disconnected", 1).await?;
     quiet.send("still here").await;
     let mut out = Transcript::default();
@@ -347,10 +351,5 @@ async fn burst(ctx: Ctx) -> Result<Transcript> {
     lines.push(ctx.measured_on("debug"));
     let mut out = Transcript::default();
     out.section("burst", lines);
-    out.push(
-        "log",
-        server.log_matching(&["not keeping up", "caught up"]),
-        Check::Kinds,
-    );
     Ok(out)
 }
