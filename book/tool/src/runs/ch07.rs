@@ -58,6 +58,12 @@ pub const RUNS: &[Run] = &[
         go: |ctx| Box::pin(try_reset(ctx)),
     },
     Run {
+        name: "07-try-no-header-timeout",
+        about: "try it: chapter 07's accept loop without hyper's timer and header timeout, and a request that never ends",
+        measures: false,
+        go: |ctx| Box::pin(no_header_timeout(ctx)),
+    },
+    Run {
         name: "07-burst",
         about: "chapter 07: a burst of 1,000 messages to a client that reads as fast as it can",
         measures: true,
@@ -317,6 +323,46 @@ async fn try_reset(ctx: Ctx) -> Result<Transcript> {
     out.section(
         "log",
         server.log_matching(&["--idle-timeout", "client disconnected"]),
+    );
+    Ok(out)
+}
+
+async fn no_header_timeout(ctx: Ctx) -> Result<Transcript> {
+    let try_it = ctx
+        .try_it(
+            "07-timeouts",
+            &[(
+                "lib.rs",
+                "    http.timer(TokioTimer::new())\n        .header_read_timeout(header_timeout);\n",
+                "",
+            )],
+        )
+        .await?;
+    let header = ctx.pick("2s", "300ms");
+    let server = ctx
+        .start(&try_it.bin, &["--header-timeout", header])
+        .await?;
+    let mut request = slowloris(&server).await?;
+    let wait = ctx.pick(Duration::from_secs(10), Duration::from_secs(1));
+    let closed = closed_within(&mut request, wait).await;
+    let mut out = Transcript::default();
+    out.section(
+        "command",
+        vec![format!(
+            "$ cargo run -p ch07-timeouts -- --header-timeout {header}"
+        )],
+    );
+    out.section(
+        "request",
+        vec![format!(
+            "the request without an end, {:.0} s later: {}",
+            wait.as_secs_f64(),
+            if closed {
+                "closed by the server"
+            } else {
+                "still open"
+            }
+        )],
     );
     Ok(out)
 }
