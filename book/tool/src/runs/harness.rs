@@ -26,6 +26,9 @@ use super::{Mode, shape::strip_ansi};
 /// How long a run waits for anything it expects (a line, a message, an exit).
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `errno` for "text file busy" (Linux).
+const ETXTBSY: i32 = 26;
+
 /// What a run gets: its mode and the way to the binaries.
 pub struct Ctx {
     pub mode: Mode,
@@ -370,9 +373,21 @@ pub struct Server {
 
 impl Server {
     async fn spawn(mut command: Command, bin: &Path) -> Result<Server> {
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        // A try-it's binary has just been copied into place. If another thread of this process
+        // forks a child meanwhile, that child holds the copy's file open for writing until it
+        // execs, and starting the binary fails with ETXTBSY ("text file busy"): wait and retry.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(err) if err.raw_os_error() == Some(ETXTBSY) && attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                spawned => {
+                    break spawned.with_context(|| format!("cannot start {}", bin.display()))?;
+                }
+            }
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let new_line = Arc::new(Notify::new());
         if let Some(stderr) = child.stderr.take() {
