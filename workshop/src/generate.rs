@@ -105,7 +105,7 @@ fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[
     if file.starts_with("tests") {
         banner.push_str(&format!(
             "// Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them\n\
-             // with `cargo workshop check {number}` (or `cargo test -p {package}`).\n",
+             // with `cargo workshop check {number}` (or `cargo test -p {package} --no-fail-fast`).\n",
             package = chapter.exercise_package()
         ));
     } else if todos_here > 0 {

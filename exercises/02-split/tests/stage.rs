@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 02-split: generated from chapters/02-split by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 02` (or `cargo test -p ex02-split`).
+// with `cargo workshop check 02` (or `cargo test -p ex02-split --no-fail-fast`).
 
 //! The stage tests for chapter 02, run against this crate's server.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.

@@ -75,14 +75,14 @@ impl Broker {
     /// Applies one event to the map.
     pub fn handle(&mut self, event: Event) {
         todo!(
-            "Done when: a client that joined is in the map, one that left is not (leaving twice changes nothing), and a message is passed on. Tests: `broker::tests::removing_an_unknown_id_is_harmless`, `broker::tests::a_client_that_left_gets_nothing_more`."
+            "Done when: a client that joined is in the map, one that left is not (leaving twice changes nothing), and a message is passed on. Tests: `broker::tests::removing_an_unknown_id_is_harmless`."
         )
     }
 
     /// Sends `message` to every client except the one it came from.
     fn forward(&self, from: ConnId, message: &Message) {
         todo!(
-            "Done when: a message reaches every connected client but its sender, and a client whose writer has ended does not keep it from the others. Tests: `broker::tests::forwards_to_everyone_but_the_sender`, `broker::tests::a_vanished_writer_does_not_stop_the_others`."
+            "Done when: a message reaches every connected client but its sender, and a client whose writer has ended does not keep it from the others. Tests: `broker::tests::forwards_to_everyone_but_the_sender`, `broker::tests::a_vanished_writer_does_not_stop_the_others`, `broker::tests::a_client_that_left_gets_nothing_more`."
         )
     }
 

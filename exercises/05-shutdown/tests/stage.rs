@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 05-shutdown: generated from chapters/05-shutdown by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 05` (or `cargo test -p ex05-shutdown`).
+// with `cargo workshop check 05` (or `cargo test -p ex05-shutdown --no-fail-fast`).
 
 //! The stage tests for chapter 05, run against this crate's server.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.

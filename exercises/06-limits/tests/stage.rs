@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 06-limits: generated from chapters/06-limits by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 06` (or `cargo test -p ex06-limits`).
+// with `cargo workshop check 06` (or `cargo test -p ex06-limits --no-fail-fast`).
 
 //! The stage tests for chapter 06, run against this crate's server.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.

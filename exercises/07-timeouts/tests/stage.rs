@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 07-timeouts: generated from chapters/07-timeouts by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 07` (or `cargo test -p ex07-timeouts`).
+// with `cargo workshop check 07` (or `cargo test -p ex07-timeouts --no-fail-fast`).
 
 //! The stage tests for chapter 07, run against this crate's server.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
