@@ -50,9 +50,7 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// The sending end of a connection's writer queue: what the broker holds for each client. It holds
-/// at most `--queue-capacity` messages.
-pub type Outbox = mpsc::Sender<Message>;
+pub use crate::outbox::Outbox;
 
 /// What connections tell the broker.
 #[derive(Debug)]
@@ -285,20 +283,20 @@ impl Broker {
 )]
 mod tests {
     use super::*;
+    use crate::outbox::{Inbox, outbox};
 
     /// Room for this many messages in each test client's queue.
     const CAPACITY: usize = 4;
+    /// Room for this many bytes in each test client's queue: more than the messages here need.
+    const BUDGET: usize = 1 << 20;
 
-    fn join(broker: &mut Broker) -> (ConnId, mpsc::Receiver<Message>) {
+    fn join(broker: &mut Broker) -> (ConnId, Inbox) {
         join_with_capacity(broker, CAPACITY)
     }
 
-    fn join_with_capacity(
-        broker: &mut Broker,
-        capacity: usize,
-    ) -> (ConnId, mpsc::Receiver<Message>) {
+    fn join_with_capacity(broker: &mut Broker, capacity: usize) -> (ConnId, Inbox) {
         let id = ConnId::next();
-        let (outbox, outbox_rx) = mpsc::channel(capacity);
+        let (outbox, outbox_rx) = outbox(capacity, BUDGET);
         broker.handle(Event::Join { id, outbox });
         (id, outbox_rx)
     }
@@ -333,6 +331,33 @@ mod tests {
             "alice must not hear her own message"
         );
     }
+
+    // ANCHOR: shared
+    /// A message is not copied for each client: every queue holds the same payload, one
+    /// allocation shared by reference counting, however many clients it goes to.
+    #[test]
+    fn every_client_gets_the_same_payload_not_a_copy() {
+        let mut broker = Broker::default();
+        let (alice, _alice_rx) = join(&mut broker);
+        let mut queues: Vec<Inbox> = (0..3).map(|_| join(&mut broker).1).collect();
+        let payload = axum::body::Bytes::from(vec![b'.'; 1024]);
+        let message = Message::Binary(payload.clone());
+        broker.handle(Event::Message {
+            from: alice,
+            message,
+        });
+        for queue in &mut queues {
+            let Ok(Message::Binary(received)) = queue.try_recv() else {
+                panic!("every client should have the message");
+            };
+            assert_eq!(
+                received.as_ptr(),
+                payload.as_ptr(),
+                "the payload a client gets should be the sender's own bytes, not a copy"
+            );
+        }
+    }
+    // ANCHOR_END: shared
 
     /// Leaving twice, or leaving with an id the broker never saw, changes nothing and does not panic.
     #[test]
@@ -600,6 +625,7 @@ mod model {
     use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
+    use crate::outbox::{Inbox, outbox};
 
     /// Short, so that a few `Wait` steps reach it.
     const STALL_LIMIT: Duration = Duration::from_millis(100);
@@ -656,7 +682,7 @@ mod model {
         id: ConnId,
         capacity: usize,
         /// The writer's end of the queue; `None` once the writer has ended.
-        rx: Option<mpsc::Receiver<Message>>,
+        rx: Option<Inbox>,
         /// Whether the broker should still have it in its map.
         connected: bool,
         /// Once it is gone: the first message number it must never receive.
@@ -704,7 +730,7 @@ mod model {
             match step {
                 Step::Join { capacity } => {
                     let id = ConnId::next();
-                    let (outbox, rx) = mpsc::channel(capacity);
+                    let (outbox, rx) = outbox(capacity, usize::MAX);
                     broker.handle_at(Event::Join { id, outbox }, now);
                     clients.push(Client {
                         id,

@@ -79,8 +79,10 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub mod broker;
+pub mod outbox;
 
 use broker::{ConnId, Event};
+use outbox::Inbox;
 
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "08-throughput";
@@ -120,17 +122,24 @@ pub struct Config {
     /// How often the writer pings the client, whatever else it writes (e.g. 30s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub ping_interval: Duration,
-    // Why 256: a client's queue fills whenever messages come in faster than its writer sends them,
-    // and that happens to healthy clients too: in a burst, the broker hands out messages faster
-    // than a writer, which makes one write per message, can send them. 256 messages absorbs a
-    // burst of a couple of hundred (several people pasting at once) without loss even when the
-    // writer gets no CPU time meanwhile; with 128, a burst of 200 messages to one client lost some
-    // now and then on a busy two-core machine. A client that has stopped reading costs at most 256
-    // messages of memory instead of everything sent since it stopped. The broker's own queue gets
-    // the same room; when it is full, readers wait, and that costs no memory at all.
+    // ANCHOR: queue_flags
+    // Why 1024: the count is the backstop now, `--queue-bytes` the bound that matters (see
+    // `outbox.rs`). 1024 lets a burst of a thousand chat messages wait for one client, which is
+    // what several people pasting at once look like; a count can only go this high because the
+    // bytes are bounded too. The broker's own queue gets the same room; when it is full, readers
+    // wait, and that costs no memory at all.
     /// How many messages may wait for one client before messages for it are dropped, and for the broker before readers pause (at least 1).
-    #[arg(long, value_name = "MESSAGES", default_value_t = 256, value_parser = queue_capacity)]
+    #[arg(long, value_name = "MESSAGES", default_value_t = 1024, value_parser = queue_capacity)]
     pub queue_capacity: usize,
+    // Why 1 MiB: measured with `fanout-load` (see the book's chapter 08). In s3, ten senders keep
+    // up to 240 messages of 1 KiB in flight: a healthy client may have 240 KiB waiting for it,
+    // and lost messages at 128 KiB. A burst of a thousand messages of up to 1 KiB fits too. And a
+    // client that has stopped reading holds at most 1 MiB of payload, where a count of 1024
+    // messages of 64 KiB would have let it hold 64 MiB.
+    /// How many bytes of messages may wait for one client before messages for it are dropped (e.g. 1MiB; at least --max-message-size, at most 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = queue_bytes)]
+    pub queue_bytes: usize,
+    // ANCHOR_END: queue_flags
     // ANCHOR: limit_flags
     // Why 64 KiB: a chat message, even a long paste, is a few kilobytes; 64 KiB leaves room for
     // much more and still keeps what one client can make us hold per message small.
@@ -181,9 +190,29 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses `--max-message-size`: a number of bytes, optionally with the unit `B`, `KiB` or `MiB`,
-/// from 1 byte to [`MAX_MESSAGE_SIZE`].
+/// Parses `--max-message-size`: a size (see [`size`]) from 1 byte to [`MAX_MESSAGE_SIZE`].
 fn message_size(text: &str) -> Result<usize, String> {
+    match size(text)? {
+        0 => Err("must be at least 1 byte".to_string()),
+        bytes if bytes <= MAX_MESSAGE_SIZE => Ok(bytes),
+        _ => Err("must be at most 16MiB".to_string()),
+    }
+}
+
+/// The largest `--queue-bytes` accepted: 1 GiB for one client is already no bound at all.
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+
+/// Parses `--queue-bytes`: a size (see [`size`]) from 1 byte to [`MAX_QUEUE_BYTES`].
+fn queue_bytes(text: &str) -> Result<usize, String> {
+    match size(text)? {
+        0 => Err("must be at least 1 byte".to_string()),
+        bytes if bytes <= MAX_QUEUE_BYTES => Ok(bytes),
+        _ => Err("must be at most 1GiB".to_string()),
+    }
+}
+
+/// A number of bytes, optionally with the unit `B`, `KiB` or `MiB`.
+fn size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())
@@ -201,11 +230,9 @@ fn message_size(text: &str) -> Result<usize, String> {
         "MiB" => 1 << 20,
         other => return Err(format!("unknown unit {other:?}: use B, KiB or MiB")),
     };
-    match number.checked_mul(unit) {
-        Some(0) => Err("must be at least 1 byte".to_string()),
-        Some(bytes) if bytes <= MAX_MESSAGE_SIZE => Ok(bytes),
-        _ => Err("must be at most 16MiB".to_string()),
-    }
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| "too large".to_string())
 }
 
 /// Parses `--max-connections`: at least 1, and no more than a semaphore can count
@@ -239,6 +266,22 @@ impl Config {
             )),
         }
     }
+
+    /// `--queue-bytes`, refused when it is less than `--max-message-size`: a message that big
+    /// could never be queued for anybody, so it would reach nobody. A check on two flags at once.
+    pub fn queue_budget(&self) -> io::Result<usize> {
+        if self.queue_bytes < self.max_message_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--queue-bytes {} must be at least --max-message-size ({}): a message that \
+                     does not fit in a queue reaches nobody",
+                    self.queue_bytes, self.max_message_size
+                ),
+            ));
+        }
+        Ok(self.queue_bytes)
+    }
 }
 // ANCHOR_END: parsers
 // ANCHOR_END: config
@@ -269,6 +312,7 @@ pub fn app(
     connections: TaskTracker,
 ) -> io::Result<Router> {
     let idle_timeout = config.idle_timeout()?;
+    config.queue_budget()?;
     let places = Arc::new(Semaphore::new(config.max_connections));
     Ok(Router::new()
         .route("/", get(page))
@@ -471,7 +515,7 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     };
     // ANCHOR_END: refuse
     let id = ConnId::next();
-    let (outbox, outbox_rx) = mpsc::channel(state.config.queue_capacity);
+    let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
     if state.events.send(Event::Join { id, outbox }).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -526,7 +570,7 @@ fn server_error() -> CloseFrame {
 async fn connection(
     socket: WebSocket,
     id: ConnId,
-    outbox_rx: mpsc::Receiver<Message>,
+    outbox_rx: Inbox,
     state: AppState,
     place: OwnedSemaphorePermit,
 ) {
@@ -676,7 +720,7 @@ fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
 /// `write_timeout`: then it cancels `stuck`.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
-    mut outbox: mpsc::Receiver<Message>,
+    mut outbox: Inbox,
     mut finish: oneshot::Receiver<Goodbye>,
     stuck: CancellationToken,
     ping_interval: Duration,
@@ -846,6 +890,28 @@ mod tests {
         for bad in ["", "lots", "64KB", "64 kib", "-1", "1.5MiB", "é"] {
             assert!(message_size(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// `--queue-bytes` is a size from 1 byte to 1 GiB, and at least `--max-message-size`: a
+    /// message that fits in no queue would reach nobody.
+    #[test]
+    fn the_queue_budget_holds_the_largest_message() {
+        assert_eq!(queue_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(queue_bytes("1024MiB"), Ok(MAX_QUEUE_BYTES));
+        for bad in ["0", "1025MiB", "lots"] {
+            assert!(queue_bytes(bad).is_err(), "{bad} should be refused");
+        }
+        let budget = |flags: &[&str]| {
+            let args = std::iter::once("test").chain(flags.iter().copied());
+            Config::parse_from(args).queue_budget()
+        };
+        assert_eq!(budget(&[]).unwrap(), 1 << 20);
+        assert_eq!(
+            budget(&["--queue-bytes", "64KiB", "--max-message-size", "64KiB"]).unwrap(),
+            64 << 10
+        );
+        let err = budget(&["--queue-bytes", "64KiB", "--max-message-size", "65537"]).unwrap_err();
+        assert!(err.to_string().contains("--max-message-size"), "{err}");
     }
 
     /// Durations are above zero and at most a day: an absurd one (it parses) would overflow an

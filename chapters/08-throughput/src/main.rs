@@ -35,6 +35,9 @@ async fn main() -> ExitCode {
     if let Err(err) = cli.config.idle_timeout() {
         fanout_kit::exit_on_flag_error(Cli::command().error(ErrorKind::ArgumentConflict, err));
     }
+    if let Err(err) = cli.config.queue_budget() {
+        fanout_kit::exit_on_flag_error(Cli::command().error(ErrorKind::ArgumentConflict, err));
+    }
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())
     })
