@@ -27,7 +27,7 @@ use tokio::sync::mpsc::{
 /// The bytes a queued message counts for: its payload. The payload is shared by every client's
 /// queue it is in (cloning a `Message` clones a reference to it, see `forward`), so the budgets
 /// of all queues together are an upper bound of what they hold.
-pub fn size(message: &Message) -> usize {
+pub fn payload_size(message: &Message) -> usize {
     match message {
         Message::Text(text) => text.len(),
         Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
@@ -72,7 +72,7 @@ impl Outbox {
     /// when there is not (the message comes back), `Closed` when the writer has ended.
     pub fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
         // ANCHOR: exercise-try_send
-        let size = size(&message);
+        let size = payload_size(&message);
         let queued = self.queued.load(Ordering::Acquire);
         if queued.saturating_add(size) > self.budget {
             return Err(TrySendError::Full(message));
@@ -92,28 +92,24 @@ impl Outbox {
 impl Inbox {
     /// Waits for at least one message, then moves every message already queued, up to `limit`,
     /// to the end of `batch`. Returns how many it moved: 0 only when the queue is closed and
-    /// empty (or `limit` is 0).
+    /// empty (or `limit` is 0). The messages moved still count against the budget until
+    /// [`release`](Self::release) gives their bytes back: until they are written, this client
+    /// still holds them.
     pub async fn recv_many(&mut self, batch: &mut Vec<Message>, limit: usize) -> usize {
-        // ANCHOR: exercise-recv_many
-        let before = batch.len();
-        let received = self.receiver.recv_many(batch, limit).await;
-        let bytes: usize = batch.iter().skip(before).map(size).sum();
+        self.receiver.recv_many(batch, limit).await
+    }
+
+    /// Gives `bytes` back to the budget: those of messages taken by `recv_many` and now written.
+    pub fn release(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
-        received
-        // ANCHOR_END: exercise-recv_many
     }
 
-    /// Waits for the next message; `None` once the queue is closed and empty.
-    pub async fn recv(&mut self) -> Option<Message> {
-        let message = self.receiver.recv().await?;
-        self.queued.fetch_sub(size(&message), Ordering::AcqRel);
-        Some(message)
-    }
-
-    /// Takes one message if there is one, without waiting.
+    /// Takes one message if there is one, without waiting, and gives its bytes back at once: for
+    /// a caller that is done with it as soon as it has it (the tests).
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         let message = self.receiver.try_recv()?;
-        self.queued.fetch_sub(size(&message), Ordering::AcqRel);
+        self.queued
+            .fetch_sub(payload_size(&message), Ordering::AcqRel);
         Ok(message)
     }
 
@@ -186,8 +182,8 @@ mod tests {
         assert_eq!((inbox.len(), inbox.bytes()), (3, 0));
     }
 
-    /// `recv_many` takes everything queued at once, up to its limit, in order, and gives the
-    /// bytes back; 0 means the broker's end is gone and nothing is left.
+    /// `recv_many` takes everything queued at once, up to its limit, in order; the bytes count
+    /// until they are released; 0 means the broker's end is gone and nothing is left.
     #[tokio::test]
     async fn recv_many_takes_what_is_queued_in_order() {
         let (outbox, mut inbox) = outbox(100, 1000);
@@ -199,6 +195,8 @@ mod tests {
         assert_eq!(inbox.recv_many(&mut batch, 3).await, 2);
         let texts: Vec<_> = batch.iter().map(|m| m.to_text().unwrap()).collect();
         assert_eq!(texts, ["0", "1", "2", "3", "4"]);
+        assert_eq!(inbox.bytes(), 5, "taken, not yet written: still counted");
+        inbox.release(5);
         assert_eq!(inbox.bytes(), 0);
         drop(outbox);
         assert_eq!(inbox.recv_many(&mut batch, 3).await, 0, "closed and empty");
