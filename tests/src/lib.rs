@@ -35,6 +35,7 @@ pub mod hardening;
 pub mod heartbeat;
 pub mod shutdown;
 pub mod stats;
+pub mod throughput;
 
 pub use client::Client;
 pub use process::ServerProcess;

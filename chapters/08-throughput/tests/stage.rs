@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
             stage_tests::shutdown::SCENARIOS,
             stage_tests::stats::SCENARIOS,
             stage_tests::hardening::SCENARIOS,
+            stage_tests::throughput::SCENARIOS,
         ],
     )
 }
