@@ -106,6 +106,22 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// the margin is generous: with the default 64 KiB limit, frames up to 1 MiB get their 1009.
 pub const FRAME_LIMIT_FACTOR: usize = 16;
 
+// ANCHOR: buffer_sizes
+/// ⑫ What each connection reads the socket into. tungstenite's default, 128 KiB, is allocated
+/// when the connection opens and kept for as long as it stays open, even by a client that never
+/// says a word: that was most of what a connection cost until chapter 07. A chat message is far
+/// smaller; 4 KiB still takes dozens of them per read, and a bigger frame gets the room it needs
+/// when its header arrives (then the buffer keeps that size).
+pub const READ_BUFFER_SIZE: usize = 4 << 10;
+
+/// ⑫ How much of a batch tungstenite collects before it writes to the socket (`flush` writes the
+/// rest). The buffer grows only as a batch needs it (an idle client costs nothing here) and keeps
+/// its size afterwards, so this is also what a busy client keeps: tungstenite's default is 128
+/// KiB. 16 KiB is a few hundred small messages per system call, and what fits in a socket's send
+/// buffer at once.
+pub const WRITE_BUFFER_SIZE: usize = 16 << 10;
+// ANCHOR_END: buffer_sizes
+
 /// The largest `--max-message-size` accepted: 16 MiB (and so 256 MiB for one frame).
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
@@ -528,6 +544,11 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     ws.max_message_size(limit)
         .max_frame_size(limit.saturating_mul(FRAME_LIMIT_FACTOR))
         // ANCHOR_END: sizes
+        // ANCHOR: buffers
+        // ⑫ tungstenite's defaults suit one busy connection, not thousands of quiet ones.
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(WRITE_BUFFER_SIZE)
+        // ANCHOR_END: buffers
         .on_failed_upgrade(move |_| {
             // This callback cannot wait for room in the broker's queue, so a task does the waiting.
             tokio::spawn(async move {
@@ -575,7 +596,6 @@ async fn connection(
     place: OwnedSemaphorePermit,
 ) {
     tracing::info!(%id, "client connected");
-    // ANCHOR: exercise-connection
     let (sink, mut stream) = socket.split();
     let (finish, finish_rx) = oneshot::channel();
     // Cancelled by the writer when it gives up on a client that takes nothing (⑧).
@@ -612,7 +632,6 @@ async fn connection(
     let _ = state.events.send(Event::Leave { id }).await;
     // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
     let _ = writer.await;
-    // ANCHOR_END: exercise-connection
     drop(place);
     tracing::info!(%id, "client disconnected");
 }
@@ -622,7 +641,6 @@ async fn connection(
 /// Reads until the client goes away, handing each data message to the broker. Returns the Close
 /// the writer should end with.
 async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> Goodbye {
-    // ANCHOR: exercise-read
     loop {
         let message = match tokio::time::timeout(state.idle_timeout, stream.next()).await {
             Ok(Some(Ok(message))) => message,
@@ -670,7 +688,6 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
-    // ANCHOR_END: exercise-read
 }
 // ANCHOR_END: read
 
@@ -683,7 +700,6 @@ const MAX_REASON: usize = 123;
 /// frame, a reserved bit or opcode, a fragmented Ping, ...). `None` when the connection itself
 /// failed: then there is nobody to tell.
 fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
-    // ANCHOR: exercise-refusal
     use tungstenite::error::{Error, ProtocolError};
     // axum passes tungstenite's error on without naming its type; the type is still there to ask.
     let error = error.into_inner().downcast::<Error>().ok()?;
@@ -710,7 +726,6 @@ fn refusal(error: axum::Error, max_message_size: usize) -> Goodbye {
         code,
         reason: reason.into(),
     })
-    // ANCHOR_END: exercise-refusal
 }
 // ANCHOR_END: close_codes
 
@@ -802,10 +817,12 @@ async fn send_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     batch: &mut Vec<Message>,
 ) -> Result<(), axum::Error> {
+    // ANCHOR: exercise-send_batch
     for message in batch.drain(..) {
         sink.feed(message).await?;
     }
     sink.flush().await
+    // ANCHOR_END: exercise-send_batch
 }
 // ANCHOR_END: send_batch
 // ANCHOR_END: write
