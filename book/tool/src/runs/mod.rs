@@ -38,6 +38,7 @@ mod ch02;
 mod ch03;
 mod ch04;
 mod ch05;
+mod ch08;
 pub mod harness;
 pub mod shape;
 
@@ -122,10 +123,17 @@ pub struct Run {
 
 /// Every run, in book order.
 pub fn all() -> Vec<&'static Run> {
-    [ch01::RUNS, ch02::RUNS, ch03::RUNS, ch04::RUNS, ch05::RUNS]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        ch01::RUNS,
+        ch02::RUNS,
+        ch03::RUNS,
+        ch04::RUNS,
+        ch05::RUNS,
+        ch08::RUNS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The run called `name`.

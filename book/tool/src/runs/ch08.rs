@@ -1,0 +1,79 @@
+//! Chapter 08's runs: the burst that a healthy client loses on the chapter before, and takes whole
+//! on this one.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+use stage_tests::{
+    Client,
+    throughput::{BURST, BURST_MESSAGE_SIZE, burst_message, send_burst},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{
+    Run, Transcript,
+    harness::{Ctx, curl_body},
+};
+
+/// The chapter the burst is shown failing on: the one this chapter starts from.
+pub const BEFORE: &str = "ch06-hardening";
+
+pub const RUNS: &[Run] = &[Run {
+    name: "08-burst",
+    about: "one client sends 1,000 messages of 256 bytes at once to one that reads everything, on chapter 06-hardening and on chapter 08",
+    measures: true,
+    go: |ctx| Box::pin(burst_both(ctx)),
+}];
+
+/// The burst against the chapter before and against this one, one server after the other.
+async fn burst_both(ctx: Ctx) -> Result<Transcript> {
+    let mut out = Transcript::default();
+    for (section, package) in [("before", BEFORE), ("after", "ch08-throughput")] {
+        let lines = burst(&ctx, package).await?;
+        out.section(section, lines);
+    }
+    out.section("machine", vec![ctx.measured_on("debug")]);
+    Ok(out)
+}
+
+/// Starts `package` with its default flags, connects a sender and a reader, sends the burst, and
+/// reports what the reader got and what the server says it dropped.
+async fn burst(ctx: &Ctx, package: &str) -> Result<Vec<String>> {
+    let bin = ctx.bin(package).await?;
+    let mut server = ctx.start(&bin, &[]).await?;
+    let mut sender = Client::connect(&server.ws_url(), "sender").await;
+    let mut reader = Client::connect(&server.ws_url(), "reader").await;
+    server.wait_for_log("client connected", 2).await?;
+    send_burst(&mut sender).await;
+
+    // Read until all of it has come, or nothing more has for half a second.
+    let mut received = Vec::new();
+    while received.len() < BURST {
+        let next = tokio::time::timeout(Duration::from_millis(500), reader.stream().next()).await;
+        match next {
+            Ok(Some(Ok(Message::Text(text)))) => received.push(text.to_string()),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    let in_order = received
+        .iter()
+        .zip((0..BURST).map(burst_message))
+        .take_while(|(got, expected)| **got == *expected)
+        .count();
+    let mut lines = vec![
+        format!("$ cargo run -p {package}"),
+        format!("(one client sends {BURST} messages of {BURST_MESSAGE_SIZE} bytes at once)"),
+        format!(
+            "the reader received {} of {BURST} messages; the first {in_order} of them in order, without a gap",
+            received.len()
+        ),
+    ];
+    lines.extend(curl_body(&server, "/stats").await);
+    // Stopped, and waited for, so that the next server can listen on the same port.
+    server.signal(Signal::SIGTERM)?;
+    server.wait_exit(Duration::from_secs(10)).await?;
+    Ok(lines)
+}
