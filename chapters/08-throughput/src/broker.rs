@@ -31,7 +31,6 @@ use tokio::{
     time::Instant,
 };
 
-// ANCHOR: types
 /// Names one connection for as long as the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(u64);
@@ -89,9 +88,7 @@ pub struct Stats {
     /// `--write-timeout`, a queue full for that long, or nothing heard for `--idle-timeout`.
     pub timed_out: u64,
 }
-// ANCHOR_END: types
 
-// ANCHOR: run
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
 /// itself, whose end `serve` watches for (⑥). At most `capacity` events wait for the broker; a
 /// reader that finds the queue full waits for room. A client whose queue stays full for
@@ -111,9 +108,7 @@ pub async fn run(mut events: mpsc::Receiver<Event>, stall_limit: Duration) {
         broker.handle(event);
     }
 }
-// ANCHOR_END: run
 
-// ANCHOR: broker
 /// What the broker keeps for one client.
 #[derive(Debug)]
 struct Client {
@@ -181,12 +176,10 @@ impl Broker {
                     self.counts.disconnected = self.counts.disconnected.saturating_add(1);
                 }
             }
-            // ANCHOR: stats
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
             }
-            // ANCHOR_END: stats
             Event::Message { from, message } => {
                 self.counts.messages_in = self.counts.messages_in.saturating_add(1);
                 self.forward(from, &message, now);
@@ -201,7 +194,6 @@ impl Broker {
         }
     }
 
-    // ANCHOR: forward
     /// Offers `message` to every client except the one it came from, without waiting for any.
     fn forward(&mut self, from: ConnId, message: &Message, now: Instant) {
         let mut gone = Vec::new();
@@ -250,7 +242,6 @@ impl Broker {
             self.counts.disconnected = self.counts.disconnected.saturating_add(1);
         }
     }
-    // ANCHOR_END: forward
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
@@ -270,7 +261,6 @@ impl Broker {
         }
     }
 }
-// ANCHOR_END: broker
 
 // Tests may panic (that is how they fail) and may count without care.
 #[cfg(test)]

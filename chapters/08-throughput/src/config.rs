@@ -5,7 +5,6 @@ use std::{io, time::Duration};
 
 use tokio::sync::Semaphore;
 
-// ANCHOR: limits
 /// How much bigger than `--max-message-size` a single frame may claim to be. A frame over the
 /// message limit but under this one is read to its end and then refused with Close 1009, which the
 /// client can read. A frame over this one is refused from its header, before its payload is read
@@ -21,9 +20,7 @@ pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 /// absurd one (`18000000000000000000s` parses) would overflow an `Instant` in a library's code
 /// (tokio's `interval`, hyper's header timer), where no lint of ours looks.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-// ANCHOR_END: limits
 
-// ANCHOR: config
 /// This chapter's flags (besides `--addr`, which `main.rs` owns).
 #[derive(Debug, Clone, clap::Parser)]
 pub struct Config {
@@ -49,7 +46,6 @@ pub struct Config {
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = queue_bytes)]
     pub queue_bytes: usize,
     // ANCHOR_END: queue_flags
-    // ANCHOR: limit_flags
     // Why 64 KiB: a chat message, even a long paste, is a few kilobytes; 64 KiB leaves room for
     // much more and still keeps what one client can make us hold per message small.
     /// The largest message a client may send, in bytes or with a unit (1024, 64KiB, 1MiB; at most 16MiB); a bigger one ends its connection with Close 1009.
@@ -75,7 +71,6 @@ pub struct Config {
     /// How long a client may take to send the headers of an HTTP request, the WebSocket handshake included.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
-    // ANCHOR_END: limit_flags
 }
 
 /// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
@@ -88,7 +83,6 @@ fn queue_capacity(text: &str) -> Result<usize, String> {
     }
 }
 
-// ANCHOR: parsers
 /// Parses a duration flag: more than zero (`interval(ZERO)` panics, and a zero timeout is always
 /// a mistake) and at most [`MAX_DURATION`].
 fn duration(text: &str) -> Result<Duration, String> {
@@ -192,8 +186,6 @@ impl Config {
         Ok(self.queue_bytes)
     }
 }
-// ANCHOR_END: parsers
-// ANCHOR_END: config
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]

@@ -17,7 +17,6 @@ use crate::{
     outbox::{Inbox, payload_size},
 };
 
-// ANCHOR: end
 /// Why a connection ends. Each reason decides the goodbye: the Close frame the client is sent, if
 /// any.
 #[derive(Debug, Clone)]
@@ -55,9 +54,7 @@ impl End {
         })
     }
 }
-// ANCHOR_END: end
 
-// ANCHOR: connection_type
 /// One client's connection, from its handshake to its last frame: the reader runs in
 /// [`Connection::run`], the writer in a task of its own ([`Writer::run`]). It ends in one of the
 /// ways [`End`] lists: the reader sees the client leave or break a rule (⑦), or goes
@@ -93,7 +90,6 @@ struct Writer {
     ping_interval: Duration,
     write_timeout: Duration,
 }
-// ANCHOR_END: connection_type
 
 impl Connection {
     pub(crate) fn new(
@@ -125,7 +121,6 @@ impl Connection {
         }
     }
 
-    // ANCHOR: connection
     /// Runs the connection: starts the writer, reads until one of the ways to end comes, tells
     /// the writer how to finish, and leaves the broker.
     pub(crate) async fn run(self) {
@@ -167,10 +162,8 @@ impl Connection {
         let _ = writer.await;
         tracing::info!(%id, "client disconnected");
     }
-    // ANCHOR_END: connection
 }
 
-// ANCHOR: read
 /// Reads until the client goes away, handing each data message to the broker. Returns why the
 /// connection ends.
 async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> End {
@@ -217,9 +210,7 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
         }
     }
 }
-// ANCHOR_END: read
 
-// ANCHOR: close_codes
 /// The longest reason a Close frame can carry: its payload is at most 125 bytes, 2 of them the code.
 const MAX_REASON: usize = 123;
 
@@ -257,7 +248,6 @@ fn refusal(error: axum::Error, max_message_size: usize) -> End {
         reason: reason.into(),
     })
 }
-// ANCHOR_END: close_codes
 
 // ANCHOR: batch_limit
 /// ⑬ The most messages the writer takes from its queue for one write. Taking everything queued

@@ -39,7 +39,6 @@
 //! | ⑮  | upgrade: buffers                    | 4 KiB to read into, a write buffer that grows to 16 KiB |
 //! | ⑯  | accept loop: Nagle's algorithm      | off: each flush leaves at once                      |
 
-// ANCHOR: lints
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
 // to panic into an error when `cargo clippy` checks this crate (CI runs it on every change):
 // - `unwrap()` and `expect()` on an `Option` or a `Result`;
@@ -79,7 +78,6 @@
     clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
-// ANCHOR_END: lints
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 
@@ -113,7 +111,6 @@ use connection::Connection;
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "08-throughput";
 
-// ANCHOR: timeouts
 /// How long a connection that is being closed by the server waits for its Close frame to go out,
 /// and then for the client's answer. A client that reads nothing would make both waits endless.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -121,9 +118,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `serve` waits, after it stops accepting, for the open connections to finish. Each one
 /// finishes within about [`CLOSE_TIMEOUT`] on its own; this is the backstop should one not.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-// ANCHOR_END: timeouts
 
-// ANCHOR: state
 /// What every handler can reach: the flags, the way to the broker, and what shutting down needs.
 #[derive(Clone)]
 struct AppState {
@@ -164,9 +159,7 @@ pub fn app(
             tasks,
         }))
 }
-// ANCHOR_END: state
 
-// ANCHOR: serve
 /// Serves on `listener` until `shutdown` resolves, then closes every connection with Close 1001
 /// and returns once they are closed (or after [`SHUTDOWN_GRACE`]).
 ///
@@ -216,9 +209,7 @@ async fn serve_with_broker_task(
     }
     outcome
 }
-// ANCHOR_END: serve
 
-// ANCHOR: accept
 /// Pause after `accept` fails for want of resources (no file descriptor left, typically): without
 /// it, the loop would spin on the same error as fast as the CPU allows.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -300,9 +291,7 @@ async fn accept(
         }
     }
 }
-// ANCHOR_END: accept
 
-// ANCHOR: broker_gone
 /// ⑥ The error `serve` returns when the broker has ended: it returned (it should not while
 /// anybody can send it events), panicked or was aborted.
 fn broker_gone(ended: Result<(), tokio::task::JoinError>) -> io::Error {
@@ -314,13 +303,11 @@ fn broker_gone(ended: Result<(), tokio::task::JoinError>) -> io::Error {
     tracing::error!(%why, "the broker stopped: closing every connection");
     io::Error::other(format!("the broker stopped ({why})"))
 }
-// ANCHOR_END: broker_gone
 
 async fn page() -> Html<String> {
     fanout_kit::page(CHAPTER)
 }
 
-// ANCHOR: stats
 /// `GET /stats`: the broker's counts as JSON. The request travels through the broker's queue like
 /// any event, with a oneshot sender for the answer; the broker answers between two events, so
 /// the counts are always consistent with each other.
@@ -335,9 +322,7 @@ async fn stats(State(state): State<AppState>) -> Response {
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
-// ANCHOR_END: stats
 
-// ANCHOR: refuse
 /// ⑧ A place among `--max-connections` for one more client, held until its connection ends (the
 /// permit is dropped with it). When there is none, `Err` is the answer the client gets instead, a
 /// 503 saying why in plain text, before any WebSocket exists; the refusal is counted.
@@ -356,7 +341,6 @@ async fn take_place(state: &AppState) -> Result<OwnedSemaphorePermit, Response> 
     };
     Ok(place)
 }
-// ANCHOR_END: refuse
 
 // ANCHOR: buffer_sizes
 /// ⑮ What each connection reads the socket into. tungstenite's default, 128 KiB, is allocated
@@ -374,7 +358,6 @@ pub const READ_BUFFER_SIZE: usize = 4 << 10;
 pub const WRITE_BUFFER_SIZE: usize = 16 << 10;
 // ANCHOR_END: buffer_sizes
 
-// ANCHOR: upgrade
 /// A plain HTTP request to `/ws` is refused by the extractor (a 4xx). A WebSocket handshake joins
 /// the broker *before* the handshake response goes out, so a client that sees its connection open
 /// is already in the map: it gets every message sent after that moment.
@@ -389,14 +372,12 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let on_failure = state.events.clone();
-    // ANCHOR: sizes
     // tungstenite refuses a message over the limit with an error (mapped to Close 1009 in `read`).
     // The frame limit is higher (see FRAME_LIMIT_FACTOR), and bounds what a frame header may make
     // it reserve: a header claiming 2^62 bytes is refused before any room is made for them.
     let limit = state.config.max_message_size;
     ws.max_message_size(limit)
         .max_frame_size(limit.saturating_mul(config::FRAME_LIMIT_FACTOR))
-        // ANCHOR_END: sizes
         // ANCHOR: buffers
         // ⑮ tungstenite's defaults suit one busy connection, not thousands of quiet ones.
         .read_buffer_size(READ_BUFFER_SIZE)
@@ -414,7 +395,6 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
             tasks.track_future(Connection::new(socket, id, outbox_rx, state, place).run())
         })
 }
-// ANCHOR_END: upgrade
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]
@@ -474,7 +454,6 @@ mod tests {
         client.expect_close_code(1011).await;
     }
 
-    // ANCHOR: broker_ends
     /// ⑥ If the broker task ends (here it is aborted; a panic ends it the same way), every
     /// client gets Close 1011 and `serve` returns an error naming the broker, which `main` turns
     /// into a logged reason and a non-zero exit.
@@ -510,5 +489,4 @@ mod tests {
             "the error should say the broker stopped: {err}"
         );
     }
-    // ANCHOR_END: broker_ends
 }

@@ -333,7 +333,6 @@ fn run_steps(steps: Vec<Step>) {
     }
 }
 
-// ANCHOR: property
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     /// Whatever happens, in whatever order (1 to 119 steps): no panic, no echo, no queue over its
@@ -345,7 +344,6 @@ proptest! {
         run_steps(steps);
     }
 }
-// ANCHOR_END: property
 
 /// A sequence proptest once found: a client caught by two timeouts is counted once.
 #[test]
