@@ -36,6 +36,7 @@ pub mod heartbeat;
 pub mod limits;
 pub mod shutdown;
 pub mod stats;
+pub mod throughput;
 pub mod timeouts;
 
 mod health;

@@ -144,3 +144,26 @@ fn ex07_timeouts_starter_fails() {
         ),
     );
 }
+
+/// Exercise 08-throughput: the starter compiles and fails its stage suites.
+#[test]
+fn ex08_throughput_starter_fails() {
+    assert_fails(
+        "08-throughput",
+        stage_tests::check(
+            stage_tests::target!(ex08_throughput, "ex08-throughput", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+                stage_tests::shutdown::SCENARIOS,
+                stage_tests::stats::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+                stage_tests::timeouts::SCENARIOS,
+                stage_tests::throughput::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}

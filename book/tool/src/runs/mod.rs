@@ -40,6 +40,7 @@ mod ch04;
 mod ch05;
 mod ch06;
 mod ch07;
+mod ch08;
 pub mod harness;
 pub mod shape;
 
@@ -132,6 +133,7 @@ pub fn all() -> Vec<&'static Run> {
         ch05::RUNS,
         ch06::RUNS,
         ch07::RUNS,
+        ch08::RUNS,
     ]
     .into_iter()
     .flatten()
