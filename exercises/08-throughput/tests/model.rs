@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 08-throughput: generated from chapters/08-throughput by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 08` (or `cargo test -p ex08-throughput`).
+// with `cargo workshop check 08` (or `cargo test -p ex08-throughput --no-fail-fast`).
 
 //! A model-based property test of the broker. proptest makes up sequences of [`Step`]s (clients
 //! joining, leaving, talking, reading slowly or not at all, writers vanishing, timeouts, time

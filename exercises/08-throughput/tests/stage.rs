@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 08-throughput: generated from chapters/08-throughput by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 08` (or `cargo test -p ex08-throughput`).
+// with `cargo workshop check 08` (or `cargo test -p ex08-throughput --no-fail-fast`).
 
 //! The stage tests for chapter 08, run against this crate's server.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
