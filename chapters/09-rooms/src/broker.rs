@@ -1,8 +1,10 @@
-//! The broker: one task that owns the map of connections.
+//! The broker: one task that owns the map of connections, and now the rooms and the names.
 //!
-//! Nobody else touches the map, so it needs no `Mutex`: connections talk to the broker by sending
-//! it [`Event`]s over a channel, and the broker handles them one at a time, in the order they
-//! arrived. That order is what keeps each sender's messages in sequence.
+//! Nobody else touches the maps, so they need no `Mutex`: connections talk to the broker by
+//! sending it [`Event`]s over a channel, and the broker handles them one at a time, in the order
+//! they arrived. That order is what keeps each sender's messages in sequence, and what makes a
+//! room's story the same for all its members: a message said before bob joined reaches nobody
+//! who is told "bob joined" first.
 //!
 //! Every queue here is bounded. The broker never waits for a client: when a client's queue is
 //! full, that client misses the message and nobody else notices. A client whose queue stays full
@@ -14,13 +16,13 @@
 //! actor's way of answering a question without sharing its state.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message, close_code};
 use serde::Serialize;
 use tokio::{
     sync::{
@@ -31,9 +33,15 @@ use tokio::{
     time::Instant,
 };
 
+use crate::{
+    command::{self, Command, Input},
+    message::{Body, ChatMessage, Payloads, RoomCount, Wire},
+    names::{Nick, NickKey, Room},
+};
+
 // ANCHOR: types
 /// Names one connection for as long as the process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(u64);
 
 impl ConnId {
@@ -55,12 +63,19 @@ pub use crate::outbox::Outbox;
 /// What connections tell the broker.
 #[derive(Debug)]
 pub enum Event {
-    /// A client connected; messages for it go to `outbox`.
-    Join { id: ConnId, outbox: Outbox },
+    /// A client connected; messages for it go to `outbox`, rendered for `wire`.
+    Join {
+        id: ConnId,
+        outbox: Outbox,
+        wire: Wire,
+    },
     /// A client went away.
     Leave { id: ConnId },
-    /// A client sent `message`, to be forwarded to everybody else.
+    /// A client sent `message`: a line of text (something to say, or a command), or binary data
+    /// for the other members of its room.
     Message { from: ConnId, message: Message },
+    /// What `to` sent could not be read (a line too long, not UTF-8): tell it `reason`.
+    Refusal { to: ConnId, reason: String },
     /// Somebody wants the counts: the broker sends them to `reply`.
     Stats { reply: oneshot::Sender<Stats> },
     /// A client was turned away at `--max-connections` (it never joined; this is for the count).
@@ -75,11 +90,16 @@ pub enum Event {
 pub struct Stats {
     /// Clients connected now.
     pub connections: u64,
-    /// Messages received from clients, since the start.
+    /// Rooms now, the lobby included (it is always there).
+    pub rooms: u64,
+    /// Clients connected now that chose a name (the others have a guest name).
+    pub named: u64,
+    /// Messages received from clients, since the start (commands included).
     pub messages_in: u64,
-    /// Messages put in a client's queue (one message to three clients is three deliveries).
+    /// What clients said, put in another client's queue (one message to three clients is three
+    /// deliveries). The server's own notices and answers are not counted.
     pub deliveries: u64,
-    /// Messages not delivered to a client because its queue was full.
+    /// What clients said, not delivered to a client because its queue was full.
     pub dropped: u64,
     /// Clients removed so far: those that left, and those whose writer had ended.
     pub disconnected: u64,
@@ -122,26 +142,50 @@ struct Connection {
     missed: u64,
     /// When a message first found this client's queue full, if none has found room since.
     full_since: Option<Instant>,
+    /// JSON over a WebSocket, or lines over plain TCP.
+    wire: Wire,
+    /// Its name now: `guest-N` until it chooses one.
+    nick: Nick,
+    /// The one room it is in.
+    room: Room,
 }
 
 /// How long a client's queue may stay full when nobody says otherwise: the default of
 /// `--write-timeout`, which is what `serve` passes.
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
 
-/// The broker's state: every connected client's outbox, and the counts.
+// ANCHOR: state
+/// The broker's state: every connected client, the rooms and the names, and the counts. The
+/// three maps say the same thing three ways, and `handle` keeps them in step: every client is in
+/// `connections`, in the members of exactly its `room`, and in `names` under its nick's key.
 #[derive(Debug)]
 pub struct Broker {
     connections: HashMap<ConnId, Connection>,
-    /// Everything but `connections`, which is the map's length.
+    /// Room → its members. The lobby is always here; another room goes with its last member.
+    /// Sorted, so that `/rooms` lists them in order.
+    rooms: BTreeMap<Room, BTreeSet<ConnId>>,
+    /// Nick (in lower case) → who holds it: what makes a name taken.
+    names: HashMap<NickKey, ConnId>,
+    /// The number of the last guest name handed out.
+    guests: u64,
+    /// Everything but `connections`, `rooms` and `named`, which the maps know.
     counts: Stats,
     /// How long a client's queue may stay full before the client is let go.
     stall_limit: Duration,
 }
+// ANCHOR_END: state
 
 impl Default for Broker {
     fn default() -> Broker {
         Broker::new(DEFAULT_STALL_LIMIT)
     }
+}
+
+/// What one message is, for [`Broker::send`]: something the broker says (counted or not), or a
+/// client's binary data passed on as it came.
+enum Outgoing<'a> {
+    Chat(&'a ChatMessage),
+    Raw(&'a Message),
 }
 
 impl Broker {
@@ -150,12 +194,15 @@ impl Broker {
     pub fn new(stall_limit: Duration) -> Broker {
         Broker {
             connections: HashMap::new(),
+            rooms: BTreeMap::from([(Room::lobby(), BTreeSet::new())]),
+            names: HashMap::new(),
+            guests: 0,
             counts: Stats::default(),
             stall_limit,
         }
     }
 
-    /// Applies one event to the map. It is not `async`: the broker cannot wait for anybody, so
+    /// Applies one event to the maps. It is not `async`: the broker cannot wait for anybody, so
     /// one slow client can never hold up the others.
     pub fn handle(&mut self, event: Event) {
         self.handle_at(event, Instant::now());
@@ -165,21 +212,12 @@ impl Broker {
     /// test can play any sequence of events at any pace.
     pub fn handle_at(&mut self, event: Event, now: Instant) {
         match event {
-            Event::Join { id, outbox } => {
-                let connection = Connection {
-                    outbox,
-                    missed: 0,
-                    full_since: None,
-                };
-                self.connections.insert(id, connection);
-            }
+            Event::Join { id, outbox, wire } => self.connect(id, outbox, wire, now),
             Event::Leave { id } => {
-                // Removing an id that is not there is fine: `remove` just returns `None`. That
+                // Removing an id that is not there is fine: `remove` just returns `false`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                if self.connections.remove(&id).is_some() {
-                    self.counts.disconnected = self.counts.disconnected.saturating_add(1);
-                }
+                self.remove(id, now);
             }
             // ANCHOR: stats
             Event::Stats { reply } => {
@@ -189,31 +227,169 @@ impl Broker {
             // ANCHOR_END: stats
             Event::Message { from, message } => {
                 self.counts.messages_in = self.counts.messages_in.saturating_add(1);
-                self.forward(from, &message, now);
+                match &message {
+                    Message::Text(line) => self.input(from, line.as_str(), now),
+                    // Binary data has no text to parse: it goes to the room as it came.
+                    Message::Binary(_) => {
+                        let others = self.room_mates(from);
+                        self.send(&others, Outgoing::Raw(&message), now);
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+                }
             }
+            Event::Refusal { to, reason } => self.tell(to, Body::Error { text: reason }, now),
             Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
             Event::TimedOut { id } => {
-                if self.connections.remove(&id).is_some() {
-                    self.counts.disconnected = self.counts.disconnected.saturating_add(1);
+                if self.remove(id, now) {
                     self.counts.timed_out = self.counts.timed_out.saturating_add(1);
                 }
             }
         }
     }
 
-    // ANCHOR: forward
-    /// Offers `message` to every client except the one it came from, without waiting for any.
-    fn forward(&mut self, from: ConnId, message: &Message, now: Instant) {
-        let mut gone = Vec::new();
-        for (id, connection) in &mut self.connections {
-            if *id == from {
-                continue;
+    // ANCHOR: connect
+    /// A new client: a guest name, the lobby, and a word to both.
+    fn connect(&mut self, id: ConnId, outbox: Outbox, wire: Wire, now: Instant) {
+        let nick = self.next_guest();
+        let lobby = Room::lobby();
+        self.names.insert(nick.key(), id);
+        self.rooms.entry(lobby.clone()).or_default().insert(id);
+        let connection = Connection {
+            outbox,
+            missed: 0,
+            full_since: None,
+            wire,
+            nick: nick.clone(),
+            room: lobby.clone(),
+        };
+        self.connections.insert(id, connection);
+        self.announce(
+            id,
+            Body::Joined {
+                room: lobby.to_string(),
+                name: nick.to_string(),
+            },
+            now,
+        );
+        self.welcome(id, now);
+    }
+
+    /// `guest-N` for the next N whose name is free. Nobody can choose a name of that form (see
+    /// `names.rs`), so the first one tried is free; the loop is for certainty, not for need.
+    fn next_guest(&mut self) -> Nick {
+        loop {
+            self.guests = self.guests.saturating_add(1);
+            let nick = Nick::guest(self.guests);
+            if !self.names.contains_key(&nick.key()) {
+                return nick;
             }
+        }
+    }
+    // ANCHOR_END: connect
+
+    // ANCHOR: remove
+    /// Takes `id` out of every map and tells its room it left. Returns whether it was there.
+    /// Telling the room may find more clients to let go (a closed queue, a stall): they are
+    /// removed in turn, from a list rather than by recursion, however many there are.
+    fn remove(&mut self, id: ConnId, now: Instant) -> bool {
+        let mut pending = vec![id];
+        let mut found = false;
+        while let Some(next) = pending.pop() {
+            let Some(gone) = self.connections.remove(&next) else {
+                continue;
+            };
+            found |= next == id;
+            self.counts.disconnected = self.counts.disconnected.saturating_add(1);
+            if self.names.get(&gone.nick.key()) == Some(&next) {
+                self.names.remove(&gone.nick.key());
+            }
+            self.leave_room(next, &gone.room);
+            let left = ChatMessage::now(Body::Left {
+                room: gone.room.to_string(),
+                name: gone.nick.to_string(),
+            });
+            let members = self.members(&gone.room);
+            pending.extend(self.deliver(&members, Outgoing::Chat(&left), now));
+        }
+        found
+    }
+    // ANCHOR_END: remove
+
+    /// Takes `id` out of `room`'s members; a room other than the lobby goes with its last one.
+    fn leave_room(&mut self, id: ConnId, room: &Room) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() && !room.is_lobby() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// The members of `room`, in id order.
+    fn members(&self, room: &Room) -> Vec<ConnId> {
+        self.rooms
+            .get(room)
+            .map(|members| members.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The other members of `id`'s room.
+    fn room_mates(&self, id: ConnId) -> Vec<ConnId> {
+        let Some(connection) = self.connections.get(&id) else {
+            return Vec::new();
+        };
+        let mut members = self.members(&connection.room);
+        members.retain(|member| *member != id);
+        members
+    }
+
+    // ANCHOR: send
+    /// Offers a message to each of `to`, then removes the clients that turned out to be gone.
+    fn send(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) {
+        for gone in self.deliver(to, message, now) {
+            self.remove(gone, now);
+        }
+    }
+
+    /// Tells `id` alone.
+    fn tell(&mut self, id: ConnId, body: Body, now: Instant) {
+        self.send(&[id], Outgoing::Chat(&ChatMessage::now(body)), now);
+    }
+
+    /// Tells the other members of `id`'s room.
+    fn announce(&mut self, id: ConnId, body: Body, now: Instant) {
+        let others = self.room_mates(id);
+        self.send(&others, Outgoing::Chat(&ChatMessage::now(body)), now);
+    }
+    // ANCHOR_END: send
+
+    // ANCHOR: forward
+    /// Offers `message` to each of `to`, without waiting for any, and returns those that are
+    /// gone: their writer has ended, or their queue has been full for the stall limit. Each
+    /// rendering of the message is made once, for the first recipient that needs it.
+    fn deliver(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) -> Vec<ConnId> {
+        let (mut payloads, raw, counted) = match message {
+            Outgoing::Chat(chat) => (Some(Payloads::new(chat)), None, chat.is_relayed()),
+            Outgoing::Raw(raw) => (None, Some(raw), true),
+        };
+        let mut gone = Vec::new();
+        for id in to {
+            let Some(connection) = self.connections.get_mut(id) else {
+                continue;
+            };
+            let message = match (&mut payloads, raw, connection.wire) {
+                (Some(payloads), _, wire) => payloads.for_wire(wire),
+                (None, Some(raw), Wire::WebSocket) => raw.clone(),
+                // A terminal cannot show binary data: it gets none.
+                (None, _, _) => continue,
+            };
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
-            match connection.outbox.try_send(message.clone()) {
+            match connection.outbox.try_send(message) {
                 Ok(()) => {
-                    self.counts.deliveries = self.counts.deliveries.saturating_add(1);
+                    if counted {
+                        self.counts.deliveries = self.counts.deliveries.saturating_add(1);
+                    }
                     connection.full_since = None;
                     if connection.missed > 0 {
                         tracing::info!(%id, missed = connection.missed, "client caught up");
@@ -228,7 +404,9 @@ impl Broker {
                         tracing::warn!(%id, "client is not keeping up: dropping messages for it");
                     }
                     connection.missed = connection.missed.saturating_add(1);
-                    self.counts.dropped = self.counts.dropped.saturating_add(1);
+                    if counted {
+                        self.counts.dropped = self.counts.dropped.saturating_add(1);
+                    }
                     // ⑥ Full for too long: this client has not taken a message for the whole
                     // stall limit, and everything sent meanwhile was lost on it. Letting it go
                     // drops its outbox, so its writer ends and the client hears Close 1011.
@@ -239,18 +417,221 @@ impl Broker {
                         gone.push(*id);
                     }
                 }
-                // ④ Closed: the writer has ended, so nobody will ever read this queue. We cannot
-                // remove the entry while we iterate over the map, so we note it for after the loop.
+                // ④ Closed: the writer has ended, so nobody will ever read this queue.
                 Err(TrySendError::Closed(_)) => gone.push(*id),
             }
         }
-        // The connection's own Leave may still arrive; by then its id is unknown, which is fine.
-        for id in gone {
-            self.connections.remove(&id);
-            self.counts.disconnected = self.counts.disconnected.saturating_add(1);
-        }
+        gone
     }
     // ANCHOR_END: forward
+
+    // ANCHOR: handle_input
+    /// One line from `from`: something to say to its room, or a command.
+    fn input(&mut self, from: ConnId, line: &str, now: Instant) {
+        let Some(me) = self.connections.get(&from) else {
+            return;
+        };
+        let (nick, room) = (me.nick.to_string(), me.room.clone());
+        match command::parse(line) {
+            Err(err) => self.tell(
+                from,
+                Body::Error {
+                    text: err.to_string(),
+                },
+                now,
+            ),
+            Ok(Input::Say(text)) => {
+                let body = Body::Chat {
+                    room: room.to_string(),
+                    from: nick,
+                    text,
+                };
+                self.announce(from, body, now);
+            }
+            Ok(Input::Command(command)) => self.execute(from, command, now),
+        }
+    }
+
+    /// Carries out a command for `from`. Every refusal is an error to `from` alone, and changes
+    /// nothing.
+    fn execute(&mut self, from: ConnId, command: Command, now: Instant) {
+        let Some(me) = self.connections.get(&from) else {
+            return;
+        };
+        let (nick, room) = (me.nick.clone(), me.room.clone());
+        match command {
+            Command::Nick(new) => self.rename(from, new, now),
+            Command::Join(target) if target == room => {
+                let text = format!("you are in {room} already");
+                self.tell(from, Body::Info { text }, now);
+            }
+            Command::Join(target) => self.move_to(from, target, now),
+            Command::Leave if room.is_lobby() => {
+                let text = "you are in the lobby already: /join ROOM to go elsewhere".to_string();
+                self.tell(from, Body::Info { text }, now);
+            }
+            Command::Leave => self.move_to(from, Room::lobby(), now),
+            Command::Rooms => {
+                let rooms = self
+                    .rooms
+                    .iter()
+                    .map(|(name, members)| RoomCount {
+                        name: name.to_string(),
+                        members: members.len(),
+                    })
+                    .collect();
+                self.tell(from, Body::Rooms { rooms }, now);
+            }
+            Command::Who => self.who(from, now),
+            Command::Msg { to, text } => match self.names.get(&to.key()).copied() {
+                None => {
+                    let text = format!("nobody called {to} is connected");
+                    self.tell(from, Body::Error { text }, now);
+                }
+                Some(recipient) => {
+                    let to = self
+                        .connections
+                        .get(&recipient)
+                        .map_or(to, |them| them.nick.clone());
+                    let body = Body::Private {
+                        from: nick.to_string(),
+                        to: to.to_string(),
+                        text,
+                    };
+                    self.tell(recipient, body, now);
+                }
+            },
+            Command::Me(text) => {
+                let body = Body::Action {
+                    room: room.to_string(),
+                    from: nick.to_string(),
+                    text,
+                };
+                self.announce(from, body, now);
+            }
+            Command::Help => self.tell(
+                from,
+                Body::Info {
+                    text: command::HELP.to_string(),
+                },
+                now,
+            ),
+            Command::Quit => {
+                self.tell(
+                    from,
+                    Body::Info {
+                        text: "bye".to_string(),
+                    },
+                    now,
+                );
+                // The writer sends this Close (a terminal's writer just hangs up), and then finds
+                // its queue closed by `remove`: it is done.
+                if let Some(me) = self.connections.get(&from) {
+                    let bye = CloseFrame {
+                        code: close_code::NORMAL,
+                        reason: "bye".into(),
+                    };
+                    let _ = me.outbox.try_send(Message::Close(Some(bye)));
+                }
+                self.remove(from, now);
+            }
+        }
+    }
+    // ANCHOR_END: handle_input
+
+    // ANCHOR: rename
+    /// `/nick`: the name is `from`'s if nobody else holds it, whatever its case.
+    fn rename(&mut self, from: ConnId, new: Nick, now: Instant) {
+        if let Some(holder) = self.names.get(&new.key()).copied()
+            && holder != from
+        {
+            let text = format!("the name {new} is taken");
+            return self.tell(from, Body::Error { text }, now);
+        }
+        let Some(me) = self.connections.get_mut(&from) else {
+            return;
+        };
+        if me.nick == new {
+            let text = format!("you are {new} already");
+            return self.tell(from, Body::Info { text }, now);
+        }
+        let old = std::mem::replace(&mut me.nick, new.clone());
+        let room = me.room.to_string();
+        self.names.remove(&old.key());
+        self.names.insert(new.key(), from);
+        let body = Body::Renamed {
+            room,
+            from: old.to_string(),
+            to: new.to_string(),
+        };
+        self.announce(from, body, now);
+        self.welcome(from, now);
+    }
+    // ANCHOR_END: rename
+
+    // ANCHOR: move_to
+    /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
+    fn move_to(&mut self, from: ConnId, target: Room, now: Instant) {
+        let Some(me) = self.connections.get_mut(&from) else {
+            return;
+        };
+        let old = std::mem::replace(&mut me.room, target.clone());
+        let name = me.nick.to_string();
+        self.leave_room(from, &old);
+        let left = ChatMessage::now(Body::Left {
+            room: old.to_string(),
+            name: name.clone(),
+        });
+        let old_members = self.members(&old);
+        self.send(&old_members, Outgoing::Chat(&left), now);
+        self.rooms.entry(target.clone()).or_default().insert(from);
+        self.announce(
+            from,
+            Body::Joined {
+                room: target.to_string(),
+                name,
+            },
+            now,
+        );
+        self.welcome(from, now);
+    }
+    // ANCHOR_END: move_to
+
+    /// Tells `id` who and where it is, and who is there with it.
+    fn welcome(&mut self, id: ConnId, now: Instant) {
+        let Some(me) = self.connections.get(&id) else {
+            return;
+        };
+        let body = Body::Welcome {
+            name: me.nick.to_string(),
+            room: me.room.to_string(),
+        };
+        self.tell(id, body, now);
+        self.who(id, now);
+    }
+
+    /// `/who`: the members of `id`'s room, by name.
+    fn who(&mut self, id: ConnId, now: Instant) {
+        let Some(me) = self.connections.get(&id) else {
+            return;
+        };
+        let room = me.room.clone();
+        let mut members: Vec<String> = self
+            .members(&room)
+            .iter()
+            .filter_map(|member| self.connections.get(member))
+            .map(|member| member.nick.to_string())
+            .collect();
+        members.sort_by_key(|name| name.to_ascii_lowercase());
+        self.tell(
+            id,
+            Body::Who {
+                room: room.to_string(),
+                members,
+            },
+            now,
+        );
+    }
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
@@ -264,8 +645,15 @@ impl Broker {
 
     /// The counts as they are now.
     pub fn stats(&self) -> Stats {
+        let named = self
+            .connections
+            .values()
+            .filter(|c| !c.nick.is_guest())
+            .count();
         Stats {
             connections: self.connections.len() as u64,
+            rooms: self.rooms.len() as u64,
+            named: named as u64,
             ..self.counts
         }
     }
@@ -285,8 +673,8 @@ mod tests {
     use super::*;
     use crate::outbox::{Inbox, outbox};
 
-    /// Room for this many messages in each test client's queue.
-    const CAPACITY: usize = 4;
+    /// Room for this many messages in each test client's queue (the notices of joining too).
+    const CAPACITY: usize = 8;
     /// Room for this many bytes in each test client's queue: more than the messages here need.
     const BUDGET: usize = 1 << 20;
 
@@ -297,14 +685,23 @@ mod tests {
     fn join_with_capacity(broker: &mut Broker, capacity: usize) -> (ConnId, Inbox) {
         let id = ConnId::next();
         let (outbox, outbox_rx) = outbox(capacity, BUDGET);
-        broker.handle(Event::Join { id, outbox });
+        let wire = Wire::WebSocket;
+        broker.handle(Event::Join { id, outbox, wire });
         (id, outbox_rx)
+    }
+
+    /// Empties the queues of what joining put there (a welcome, who is there, who came after):
+    /// the tests below are about the queues, with binary messages that pass as they came.
+    fn settle(queues: &mut [&mut Inbox]) {
+        for queue in queues {
+            while queue.try_recv().is_ok() {}
+        }
     }
 
     fn say(broker: &mut Broker, from: ConnId, text: &str) {
         broker.handle(Event::Message {
             from,
-            message: Message::text(text),
+            message: Message::binary(text.to_string()),
         });
     }
 
@@ -315,15 +712,16 @@ mod tests {
         let (alice, mut alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join(&mut broker);
         let (_carol, mut carol_rx) = join(&mut broker);
+        settle(&mut [&mut alice_rx, &mut bob_rx, &mut carol_rx]);
         say(&mut broker, alice, "hi");
         assert_eq!(
             bob_rx.try_recv().ok(),
-            Some(Message::text("hi")),
+            Some(Message::binary("hi")),
             "bob should get alice's message"
         );
         assert_eq!(
             carol_rx.try_recv().ok(),
-            Some(Message::text("hi")),
+            Some(Message::binary("hi")),
             "carol should get alice's message"
         );
         assert!(
@@ -340,6 +738,7 @@ mod tests {
         let mut broker = Broker::default();
         let (alice, _alice_rx) = join(&mut broker);
         let mut queues: Vec<Inbox> = (0..3).map(|_| join(&mut broker).1).collect();
+        settle(&mut queues.iter_mut().collect::<Vec<_>>());
         let payload = axum::body::Bytes::from(vec![b'.'; 1024]);
         let message = Message::Binary(payload.clone());
         broker.handle(Event::Message {
@@ -376,6 +775,7 @@ mod tests {
         let mut broker = Broker::default();
         let (alice, _alice_rx) = join(&mut broker);
         let (bob, mut bob_rx) = join(&mut broker);
+        settle(&mut [&mut bob_rx]);
         broker.handle(Event::Leave { id: bob });
         say(&mut broker, alice, "anyone?");
         assert_eq!(
@@ -393,17 +793,18 @@ mod tests {
         let (alice, _alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join_with_capacity(&mut broker, 1);
         let (_carol, mut carol_rx) = join(&mut broker);
+        settle(&mut [&mut bob_rx, &mut carol_rx]);
         say(&mut broker, alice, "first");
         say(&mut broker, alice, "second");
-        assert_eq!(bob_rx.try_recv().ok(), Some(Message::text("first")));
+        assert_eq!(bob_rx.try_recv().ok(), Some(Message::binary("first")));
         assert!(
             bob_rx.try_recv().is_err(),
             "bob's queue had room for one message: the second should have been dropped"
         );
-        assert_eq!(carol_rx.try_recv().ok(), Some(Message::text("first")));
+        assert_eq!(carol_rx.try_recv().ok(), Some(Message::binary("first")));
         assert_eq!(
             carol_rx.try_recv().ok(),
-            Some(Message::text("second")),
+            Some(Message::binary("second")),
             "carol had room: bob's full queue must not cost her anything"
         );
         assert_eq!(broker.stats().dropped, 1, "exactly one message was dropped");
@@ -417,13 +818,14 @@ mod tests {
         let mut broker = Broker::default();
         let (alice, _alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join_with_capacity(&mut broker, 1);
+        settle(&mut [&mut bob_rx]);
         say(&mut broker, alice, "kept");
         say(&mut broker, alice, "dropped");
-        assert_eq!(bob_rx.try_recv().ok(), Some(Message::text("kept")));
+        assert_eq!(bob_rx.try_recv().ok(), Some(Message::binary("kept")));
         say(&mut broker, alice, "after catching up");
         assert_eq!(
             bob_rx.try_recv().ok(),
-            Some(Message::text("after catching up"))
+            Some(Message::binary("after catching up"))
         );
         assert_eq!(broker.stats().dropped, 1);
     }
@@ -436,9 +838,17 @@ mod tests {
         let (alice, _alice_rx) = join(&mut broker);
         let (bob, bob_rx) = join(&mut broker);
         let (_carol, mut carol_rx) = join(&mut broker);
+        settle(&mut [&mut carol_rx]);
         drop(bob_rx);
         say(&mut broker, alice, "still here");
-        assert_eq!(carol_rx.try_recv().ok(), Some(Message::text("still here")));
+        assert_eq!(
+            carol_rx.try_recv().ok(),
+            Some(Message::binary("still here"))
+        );
+        assert!(
+            matches!(carol_rx.try_recv(), Ok(Message::Text(_))),
+            "carol is told that bob left"
+        );
         assert_eq!(
             broker.len(),
             2,
@@ -461,18 +871,21 @@ mod tests {
         let mut broker = Broker::default();
         let (alice, _alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join_with_capacity(&mut broker, 1);
-        let (carol, carol_rx) = join(&mut broker);
+        let (carol, mut carol_rx) = join(&mut broker);
+        settle(&mut [&mut bob_rx, &mut carol_rx]);
         say(&mut broker, alice, "one"); // bob and carol get it
         say(&mut broker, alice, "two"); // carol gets it, bob's queue is full
         drop(carol_rx);
         say(&mut broker, alice, "three"); // carol's writer is gone: removed; bob is still full
-        assert_eq!(bob_rx.try_recv().ok(), Some(Message::text("one")));
+        assert_eq!(bob_rx.try_recv().ok(), Some(Message::binary("one")));
         broker.handle(Event::Leave { id: carol }); // already removed: not counted twice
         broker.handle(Event::Leave { id: alice });
         assert_eq!(
             broker.stats(),
             Stats {
                 connections: 1,
+                rooms: 1,
+                named: 0,
                 messages_in: 3,
                 deliveries: 3,
                 dropped: 2,
@@ -510,8 +923,9 @@ mod tests {
         let start = Instant::now();
         let (alice, _alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join_with_capacity(&mut broker, 1);
+        settle(&mut [&mut bob_rx]);
         let say_at = |broker: &mut Broker, text: &str, at: Duration| {
-            let message = Message::text(text);
+            let message = Message::binary(text.to_string());
             broker.handle_at(
                 Event::Message {
                     from: alice,
@@ -529,7 +943,7 @@ mod tests {
         assert_eq!(broker.stats().timed_out, 1);
         assert_eq!(
             bob_rx.try_recv().ok(),
-            Some(Message::text("fills the queue"))
+            Some(Message::binary("fills the queue"))
         );
         assert_eq!(
             bob_rx.try_recv(),
@@ -546,8 +960,9 @@ mod tests {
         let start = Instant::now();
         let (alice, _alice_rx) = join(&mut broker);
         let (_bob, mut bob_rx) = join_with_capacity(&mut broker, 1);
+        settle(&mut [&mut bob_rx]);
         for second in 0..30 {
-            let message = Message::text(format!("second {second}"));
+            let message = Message::binary(format!("second {second}"));
             let now = start + Duration::from_secs(second);
             broker.handle_at(
                 Event::Message {
@@ -559,7 +974,7 @@ mod tests {
             broker.handle_at(
                 Event::Message {
                     from: alice,
-                    message: Message::text("missed"),
+                    message: Message::binary("missed"),
                 },
                 now,
             );
@@ -603,7 +1018,7 @@ mod tests {
     }
 }
 
-// ANCHOR: model
+// Tests may panic (that is how they fail), index and count without care.
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -612,300 +1027,4 @@ mod tests {
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects
 )]
-mod model {
-    //! A model-based property test. proptest makes up sequences of events (clients joining,
-    //! leaving, talking, reading slowly or not at all, writers vanishing, timeouts, time passing),
-    //! plays them on a real `Broker` through `handle_at`, and after every step checks the broker
-    //! against a model of what it promised. When a sequence breaks a promise, proptest shrinks it
-    //! to a short one that still does, and prints that.
-
-    use std::collections::HashMap;
-
-    use proptest::prelude::*;
-    use tokio::sync::mpsc::error::TryRecvError;
-
-    use super::*;
-    use crate::outbox::{Inbox, outbox};
-
-    /// Short, so that a few `Wait` steps reach it.
-    const STALL_LIMIT: Duration = Duration::from_millis(100);
-
-    /// One thing that can happen. `who` picks a client among all that ever joined (modulo their
-    /// number), so that steps can name clients that have left or were let go.
-    #[derive(Debug, Clone)]
-    enum Step {
-        Join {
-            capacity: usize,
-        },
-        Leave {
-            who: usize,
-        },
-        Say {
-            who: usize,
-        },
-        /// The client's writer takes up to `count` messages from its queue.
-        Read {
-            who: usize,
-            count: usize,
-        },
-        /// The client's writer ends (its end of the queue is dropped), with no Leave yet.
-        WriterEnds {
-            who: usize,
-        },
-        /// A write or idle timeout caught the client.
-        TimesOut {
-            who: usize,
-        },
-        Refused,
-        Wait {
-            millis: u64,
-        },
-        Stats,
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            2 => (1usize..=3).prop_map(|capacity| Step::Join { capacity }),
-            1 => any::<usize>().prop_map(|who| Step::Leave { who }),
-            6 => any::<usize>().prop_map(|who| Step::Say { who }),
-            3 => (any::<usize>(), 0usize..=3).prop_map(|(who, count)| Step::Read { who, count }),
-            1 => any::<usize>().prop_map(|who| Step::WriterEnds { who }),
-            1 => any::<usize>().prop_map(|who| Step::TimesOut { who }),
-            1 => Just(Step::Refused),
-            2 => (0u64..=80).prop_map(|millis| Step::Wait { millis }),
-            1 => Just(Step::Stats),
-        ]
-    }
-
-    /// What the model knows about one client.
-    struct Client {
-        id: ConnId,
-        capacity: usize,
-        /// The writer's end of the queue; `None` once the writer has ended.
-        rx: Option<Inbox>,
-        /// Whether the broker should still have it in its map.
-        connected: bool,
-        /// Once it is gone: the first message number it must never receive.
-        gone_from: Option<u64>,
-        /// When a message first found its queue full, if none has found room since.
-        full_since: Option<Instant>,
-        /// The last message number received from each sender.
-        last_from: HashMap<usize, u64>,
-    }
-
-    impl Client {
-        /// Messages in its queue, not yet taken by its writer.
-        fn waiting(&self) -> usize {
-            self.rx.as_ref().map_or(0, |rx| rx.len())
-        }
-
-        fn let_go(&mut self, first_missed: u64, expected: &mut Stats) {
-            if self.connected {
-                self.connected = false;
-                self.gone_from = Some(first_missed);
-                expected.disconnected += 1;
-            }
-        }
-    }
-
-    /// Every message is the text "sender:number", numbers counting up from 1.
-    fn parse(message: &Message) -> (usize, u64) {
-        let Message::Text(text) = message else {
-            panic!("only text is sent, got {message:?}")
-        };
-        let (sender, number) = text.as_str().split_once(':').unwrap();
-        (sender.parse().unwrap(), number.parse().unwrap())
-    }
-
-    fn run_steps(steps: Vec<Step>) {
-        let mut broker = Broker::new(STALL_LIMIT);
-        let mut now = Instant::now();
-        let mut clients: Vec<Client> = Vec::new();
-        let mut number = 0u64;
-        let mut expected = Stats::default();
-        let pick =
-            |who: usize, clients: &[Client]| (!clients.is_empty()).then(|| who % clients.len());
-
-        for step in steps {
-            match step {
-                Step::Join { capacity } => {
-                    let id = ConnId::next();
-                    let (outbox, rx) = outbox(capacity, usize::MAX);
-                    broker.handle_at(Event::Join { id, outbox }, now);
-                    clients.push(Client {
-                        id,
-                        capacity,
-                        rx: Some(rx),
-                        connected: true,
-                        gone_from: None,
-                        full_since: None,
-                        last_from: HashMap::new(),
-                    });
-                }
-                Step::Leave { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    broker.handle_at(
-                        Event::Leave {
-                            id: clients[who].id,
-                        },
-                        now,
-                    );
-                    clients[who].let_go(number + 1, &mut expected);
-                }
-                Step::TimesOut { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    broker.handle_at(
-                        Event::TimedOut {
-                            id: clients[who].id,
-                        },
-                        now,
-                    );
-                    if clients[who].connected {
-                        expected.timed_out += 1;
-                    }
-                    clients[who].let_go(number + 1, &mut expected);
-                }
-                Step::Refused => {
-                    broker.handle_at(Event::Refused, now);
-                    expected.refused += 1;
-                }
-                Step::Say { who } => {
-                    let Some(sender) = pick(who, &clients) else {
-                        continue;
-                    };
-                    number += 1;
-                    expected.messages_in += 1;
-                    // What the rules say must happen to every other client, decided beforehand.
-                    let mut delivered_to = Vec::new();
-                    let mut let_go = Vec::new();
-                    for (index, client) in clients.iter_mut().enumerate() {
-                        if index == sender || !client.connected {
-                            continue;
-                        }
-                        if client.rx.is_none() {
-                            let_go.push(index); // its writer has ended
-                        } else if client.waiting() < client.capacity {
-                            client.full_since = None;
-                            delivered_to.push(index);
-                        } else {
-                            expected.dropped += 1;
-                            let since = *client.full_since.get_or_insert(now);
-                            if now.saturating_duration_since(since) >= STALL_LIMIT {
-                                expected.timed_out += 1;
-                                let_go.push(index); // full for the whole stall limit
-                            }
-                        }
-                    }
-                    let before: Vec<usize> = clients.iter().map(Client::waiting).collect();
-                    let message = Message::text(format!("{sender}:{number}"));
-                    let from = clients[sender].id;
-                    broker.handle_at(Event::Message { from, message }, now);
-                    expected.deliveries += delivered_to.len() as u64;
-                    for index in delivered_to {
-                        assert_eq!(
-                            clients[index].waiting(),
-                            before[index] + 1,
-                            "client {index} had room: message {number} should be in its queue"
-                        );
-                    }
-                    for index in let_go {
-                        clients[index].let_go(number, &mut expected);
-                    }
-                }
-                Step::Read { who, count } => {
-                    let Some(reader) = pick(who, &clients) else {
-                        continue;
-                    };
-                    let client = &mut clients[reader];
-                    for _ in 0..count {
-                        let Some(rx) = client.rx.as_mut() else { break };
-                        match rx.try_recv() {
-                            Ok(message) => {
-                                let (sender, got) = parse(&message);
-                                assert_ne!(
-                                    sender, reader,
-                                    "client {reader} got its own message {got}"
-                                );
-                                if let Some(gone_from) = client.gone_from {
-                                    assert!(
-                                        got < gone_from,
-                                        "client {reader} got message {got}, sent after it was let go"
-                                    );
-                                }
-                                let last = client.last_from.insert(sender, got);
-                                assert!(
-                                    last.is_none_or(|last| last < got),
-                                    "client {reader} got {sender}'s message {got} after {last:?}"
-                                );
-                            }
-                            Err(TryRecvError::Empty) => {
-                                assert!(
-                                    client.connected,
-                                    "client {reader} was let go: its empty queue should be closed"
-                                );
-                                break;
-                            }
-                            Err(TryRecvError::Disconnected) => {
-                                assert!(
-                                    !client.connected,
-                                    "client {reader}'s queue was closed while it was connected"
-                                );
-                                break;
-                            }
-                        }
-                    }
-                }
-                Step::WriterEnds { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    clients[who].rx = None;
-                }
-                Step::Wait { millis } => now += Duration::from_millis(millis),
-                Step::Stats => {
-                    let (reply, mut answer) = oneshot::channel();
-                    broker.handle_at(Event::Stats { reply }, now);
-                    assert_eq!(
-                        answer.try_recv().ok(),
-                        Some(broker.stats()),
-                        "a stats request should be answered at once"
-                    );
-                }
-            }
-            // After every step: the counts agree with the model, and no queue holds more than
-            // its capacity (a bounded channel cannot; this would catch an unbounded one).
-            expected.connections = clients.iter().filter(|client| client.connected).count() as u64;
-            assert_eq!(
-                broker.stats(),
-                expected,
-                "the counts should follow what happened"
-            );
-            for (index, client) in clients.iter().enumerate() {
-                assert!(
-                    client.waiting() <= client.capacity,
-                    "client {index} has {} messages waiting, over its capacity of {}",
-                    client.waiting(),
-                    client.capacity
-                );
-            }
-        }
-    }
-
-    // ANCHOR: property
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-        /// Whatever happens, in whatever order: no panic, no echo, no queue over its capacity, no
-        /// message lost for a client that had room, nothing sent to a client after it was let go,
-        /// each sender's order kept, a client stuck for the stall limit let go, and exact counts.
-        #[test]
-        fn the_broker_keeps_its_promises(steps in proptest::collection::vec(step(), 1..120)) {
-            run_steps(steps);
-        }
-    }
-    // ANCHOR_END: property
-}
-// ANCHOR_END: model
+mod rooms_tests;

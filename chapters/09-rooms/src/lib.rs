@@ -79,9 +79,14 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub mod broker;
+pub mod command;
+pub mod message;
+pub mod names;
 pub mod outbox;
+pub mod tcp;
 
 use broker::{ConnId, Event};
+use message::Wire;
 use outbox::{Inbox, payload_size};
 
 /// The name the browser page shows in its header.
@@ -183,6 +188,15 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
     // ANCHOR_END: limit_flags
+    // ANCHOR: tcp_flags
+    /// Also accept plain TCP clients (nc, telnet) on HOST:PORT, one line per message, in the same rooms (off by default; port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    // Why 4 KiB: a line is typed or pasted by a person; a few kilobytes is a long paragraph.
+    /// The longest line a TCP client may send, in bytes or with a unit (at most 16MiB); a longer one gets an error line and is skipped.
+    #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = message_size)]
+    pub max_line_bytes: usize,
+    // ANCHOR_END: tcp_flags
 }
 
 /// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
@@ -305,7 +319,7 @@ impl Config {
 // ANCHOR: state
 /// What every handler can reach: the flags, the way to the broker, and what shutting down needs.
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     config: Config,
     /// `--idle-timeout`, or its default, checked against `--ping-interval`.
     idle_timeout: Duration,
@@ -327,21 +341,36 @@ pub fn app(
     stopping: CancellationToken,
     connections: TaskTracker,
 ) -> io::Result<Router> {
+    Ok(router(state(config, events, stopping, connections)?))
+}
+
+/// What [`app`]'s handlers share, and the TCP clients too: they take their places among the
+/// same `--max-connections`.
+fn state(
+    config: Config,
+    events: mpsc::Sender<Event>,
+    stopping: CancellationToken,
+    connections: TaskTracker,
+) -> io::Result<AppState> {
     let idle_timeout = config.idle_timeout()?;
     config.queue_budget()?;
     let places = Arc::new(Semaphore::new(config.max_connections));
-    Ok(Router::new()
+    Ok(AppState {
+        config,
+        idle_timeout,
+        events,
+        places,
+        stopping,
+        connections,
+    })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
         .route("/", get(page))
         .route("/ws", get(upgrade))
         .route("/stats", get(stats))
-        .with_state(AppState {
-            config,
-            idle_timeout,
-            events,
-            places,
-            stopping,
-            connections,
-        }))
+        .with_state(state)
 }
 // ANCHOR_END: state
 
@@ -374,7 +403,22 @@ async fn serve_with_broker_task(
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
     let header_timeout = config.header_timeout;
-    let app = app(config, events, stopping.clone(), connections.clone())?;
+    let tcp = config.tcp.clone();
+    let state = state(config, events, stopping.clone(), connections.clone())?;
+    // ANCHOR: serve_tcp
+    // Terminal clients, if asked for: accepted until this function returns, however it returns.
+    let done = CancellationToken::new();
+    let _done_on_return = done.clone().drop_guard();
+    if let Some(addr) = tcp {
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))?;
+        // The real port (`:0` picks one), for whoever waits for this line, as for `listening on`.
+        println!("tcp listening on {}", listener.local_addr()?);
+        connections.spawn(tcp::accept(listener, state.clone(), done.clone()));
+    }
+    // ANCHOR_END: serve_tcp
+    let app = router(state);
     let outcome = accept(
         listener,
         app,
@@ -384,6 +428,7 @@ async fn serve_with_broker_task(
         broker,
     )
     .await;
+    done.cancel();
     if outcome.is_ok() {
         // Every connection is watching this token: each one now says goodbye to its client.
         stopping.cancel();
@@ -408,7 +453,7 @@ async fn serve_with_broker_task(
 // ANCHOR: accept
 /// Pause after `accept` fails for want of resources (no file descriptor left, typically): without
 /// it, the loop would spin on the same error as fast as the CPU allows.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves
 /// each one with hyper, as `axum::serve` does, plus what `axum::serve` does not offer: a deadline
@@ -488,9 +533,14 @@ fn broker_gone(ended: Result<(), tokio::task::JoinError>) -> io::Error {
 }
 // ANCHOR_END: accept
 
+// ANCHOR: page
+/// The chat page: this chapter's own, since it speaks the chat protocol (see `message.rs`).
+const PAGE: &str = include_str!("page.html");
+
 async fn page() -> Html<String> {
-    fanout_kit::page(CHAPTER)
+    Html(PAGE.replace("{{chapter}}", CHAPTER))
 }
+// ANCHOR_END: page
 
 // ANCHOR: stats
 /// `GET /stats`: the broker's counts as JSON. The request travels through the broker's queue like
@@ -532,7 +582,12 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     // ANCHOR_END: refuse
     let id = ConnId::next();
     let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
-    if state.events.send(Event::Join { id, outbox }).await.is_err() {
+    let joined = Event::Join {
+        id,
+        outbox,
+        wire: Wire::WebSocket,
+    };
+    if state.events.send(joined).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let on_failure = state.events.clone();
@@ -832,7 +887,7 @@ async fn send_batch(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use clap::Parser;
-    use stage_tests::{Client, WAIT};
+    use stage_tests::{Client, WAIT, Wire};
 
     use super::*;
 
@@ -903,8 +958,9 @@ mod tests {
             events,
             broker,
         ));
-        let mut alice = Client::connect(&url, "alice").await;
-        let mut bob = Client::connect(&url, "bob").await;
+        // Chat clients: `expect_text` takes a chat message for its text, past the notices.
+        let mut alice = Client::connect_on(&url, "alice", Wire::Chat).await;
+        let mut bob = Client::connect_on(&url, "bob", Wire::Chat).await;
         alice.send_text("before the broker ends").await;
         bob.expect_text("before the broker ends").await;
 
