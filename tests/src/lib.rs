@@ -21,6 +21,7 @@ use std::{
 use futures_util::FutureExt;
 use tokio::net::TcpListener;
 
+pub mod chat;
 pub mod client;
 pub mod http;
 pub mod process;
@@ -28,13 +29,18 @@ pub mod server;
 
 pub mod bounded;
 pub mod broadcast;
+pub mod commands;
 pub mod contract;
 pub mod echo;
 pub mod faults;
 pub mod hardening;
 pub mod heartbeat;
+pub mod names;
+pub mod private;
+pub mod rooms;
 pub mod shutdown;
 pub mod stats;
+pub mod tcp;
 pub mod throughput;
 
 pub use client::Client;
@@ -67,7 +73,38 @@ pub struct Target {
     pub bin: Option<&'static str>,
     /// Runs the library's `serve` in this process.
     pub launch: Launch,
+    /// How the server talks to WebSocket clients (see [`Wire`]).
+    pub wire: Wire,
 }
+
+// ANCHOR: wire
+/// How a server talks to its WebSocket clients, so that the suites written for the plain relay of
+/// chapters 01 to 08 also run against the chat of chapter 09 and later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Wire {
+    /// What a client sends, the others receive as it was sent.
+    #[default]
+    Plain,
+    /// The chat protocol (chapter 09): text is a line to say (or a command), and what arrives is
+    /// a JSON object with a `kind`. On this wire a [`Client`]'s `recv` and `expect_*` take a
+    /// `chat` object for the text it carries, and pass over the server's own notices (`welcome`,
+    /// `joined`, `who`, ...), so a scenario about relaying reads the same on both wires. Binary
+    /// data is relayed as it came on both.
+    Chat,
+}
+
+tokio::task_local! {
+    /// The wire of the scenario running in this task: set by [`run_scenario`], read by
+    /// [`Client::connect`], so that the scenarios themselves need not say it.
+    static WIRE: Wire;
+}
+
+/// The wire of the scenario running now ([`Wire::Plain`] outside of one, and in tasks a scenario
+/// spawns: those take `Client::on_wire` to say otherwise).
+pub fn current_wire() -> Wire {
+    WIRE.try_with(|wire| *wire).unwrap_or_default()
+}
+// ANCHOR_END: wire
 
 /// Names a chapter (or exercise) crate as a [`Target`]. Use it in the crate's own integration
 /// test, where Cargo sets `CARGO_BIN_EXE_<package>`:
@@ -92,6 +129,7 @@ macro_rules! target {
             chapter: $krate::CHAPTER,
             package: $package,
             bin: None,
+            wire: $crate::Wire::Plain,
             launch: |listener, flags, shutdown| {
                 Box::pin(async move {
                     let args = std::iter::once(String::from($package)).chain(flags);
@@ -165,7 +203,10 @@ pub fn run_scenario(scenario: &Scenario, target: Target) -> Result<(), String> {
         .build()
         .map_err(|err| format!("cannot build a tokio runtime: {err}"))?;
     let outcome = runtime.block_on(async {
-        let scenario_future = AssertUnwindSafe((scenario.run)(target)).catch_unwind();
+        let scenario_future = WIRE.scope(
+            target.wire,
+            AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+        );
         tokio::time::timeout(SCENARIO_LIMIT, scenario_future).await
     });
     // Leave tasks the server spawned behind without waiting for them.

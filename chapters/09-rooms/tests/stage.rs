@@ -1,9 +1,13 @@
-//! The stage tests for chapter 09, run against this crate's server.
+//! The stage tests for chapter 09, run against this crate's server: every suite of the chapters
+//! before, through the chat wire (see `stage_tests::Wire`), and the chat's own.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
 
 fn main() -> std::process::ExitCode {
     stage_tests::run(
-        stage_tests::target!(ch09_rooms, "ch09-rooms"),
+        stage_tests::Target {
+            wire: stage_tests::Wire::Chat,
+            ..stage_tests::target!(ch09_rooms, "ch09-rooms")
+        },
         &[
             stage_tests::contract::SCENARIOS,
             stage_tests::heartbeat::SCENARIOS,
@@ -13,6 +17,11 @@ fn main() -> std::process::ExitCode {
             stage_tests::stats::SCENARIOS,
             stage_tests::hardening::SCENARIOS,
             stage_tests::throughput::SCENARIOS,
+            stage_tests::names::SCENARIOS,
+            stage_tests::rooms::SCENARIOS,
+            stage_tests::private::SCENARIOS,
+            stage_tests::commands::SCENARIOS,
+            stage_tests::tcp::SCENARIOS,
         ],
     )
 }
