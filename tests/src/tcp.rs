@@ -16,6 +16,7 @@ use tokio::{
 use crate::{
     QUIET, ServerProcess, Target, WAIT,
     chat::{ChatClient, field},
+    faults::eventually,
     http, process, scenarios,
 };
 
@@ -279,8 +280,9 @@ async fn terminal_clients_count_against_the_connection_limit(target: Target) {
     assert!(stats.body.contains("\"refused\":1"), "{}", stats.body);
 }
 
-/// `/quit` over TCP: a goodbye line, then the server closes the connection, and the room hears
-/// the client left.
+/// `/quit` over TCP: a goodbye line, then the server closes the connection, the room hears the
+/// client left, and the server finishes with the connection cleanly (its log says so, and
+/// shows no panic).
 async fn quit_closes_a_terminal_connection(target: Target) {
     let (server, addr) = start(&target, &[]).await;
     let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
@@ -288,6 +290,13 @@ async fn quit_closes_a_terminal_connection(target: Target) {
     tom.send("/quit").await;
     assert_eq!(tom.expect_end().await, ["* bye"]);
     alice.expect_past_notices("left").await;
+    let finished = eventually(WAIT, || {
+        server.stderr().contains("terminal client disconnected")
+    })
+    .await;
+    let stderr = server.stderr();
+    assert!(finished, "the server should log the disconnect:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "no panic, ever:\n{stderr}");
 }
 
 /// Without `--tcp` no TCP port is opened (no `tcp listening on` line), and `--help` describes

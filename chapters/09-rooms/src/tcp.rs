@@ -158,20 +158,24 @@ async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePer
         stuck.clone(),
         state.config.write_timeout,
     ));
-    tokio::select! {
-        () = read(reader, id, &state) => {}
+    let writer_ended = tokio::select! {
+        () = read(reader, id, &state) => false,
         // The writer ended: the client said /quit, was let go, or the broker is gone.
-        _ = &mut writer => {}
-        () = state.stopping.cancelled() => {}
+        _ = &mut writer => true,
+        () = state.stopping.cancelled() => false,
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
             let _ = state.events.send(Event::TimedOut { id }).await;
+            false
         }
-    }
+    };
     let _ = state.events.send(Event::Leave { id }).await;
-    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound.
-    stop_writing.cancel();
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. (A
+    // finished task's handle must not be awaited twice: tokio panics if it is.)
+    if !writer_ended {
+        stop_writing.cancel();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    }
     drop(place);
     tracing::info!(%id, "terminal client disconnected");
 }
