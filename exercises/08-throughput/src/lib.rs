@@ -405,6 +405,13 @@ async fn serve_with_broker_task(
 /// it, the loop would spin on the same error as fast as the CPU allows.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// ⑬ Whether to switch off Nagle's algorithm on every connection. With it on (the default for a
+/// TCP socket), the kernel holds back a small write while an earlier one is still waiting for its
+/// acknowledgement, and the client's kernel may wait up to 40 ms before it acknowledges: a
+/// small batch can sit in the kernel for that long. Our writer already gathers what it has into
+/// one flush, so there is nothing for the kernel to gather: each flush should leave at once.
+const NO_DELAY: bool = true;
+
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves
 /// each one with hyper, as `axum::serve` does, plus what `axum::serve` does not offer: a deadline
 /// for the request headers. Without one, a client that sends half a request line and then nothing
@@ -436,6 +443,10 @@ async fn accept(
             ended = &mut broker => return Err(broker_gone(ended)),
             accepted = listener.accept() => match accepted {
                 Ok((socket, _peer)) => {
+                    // ⑬ Send each flush at once (see NO_DELAY).
+                    if let Err(err) = socket.set_nodelay(NO_DELAY) {
+                        tracing::debug!(%err, "cannot set TCP_NODELAY");
+                    }
                     let service = TowerToHyperService::new(app.clone());
                     let connection = http
                         .serve_connection(TokioIo::new(socket), service)

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     Run, Transcript,
-    harness::{Ctx, curl_body},
+    harness::{Ctx, Script, Tab, curl_body},
 };
 
 /// How many bursts each chapter gets: a burst is lost or not depending on how the tasks happen
@@ -24,12 +24,55 @@ const BURSTS: usize = 5;
 /// The chapter the burst is shown failing on: the one this chapter starts from.
 pub const BEFORE: &str = "ch06-hardening";
 
-pub const RUNS: &[Run] = &[Run {
-    name: "08-burst",
-    about: "one client sends 1,000 messages of 256 bytes at once to one that reads everything, on chapter 06-hardening and on chapter 08",
-    measures: true,
-    go: |ctx| Box::pin(burst_both(ctx)),
-}];
+pub const RUNS: &[Run] = &[
+    Run {
+        name: "08-burst",
+        about: "one client sends 1,000 messages of 256 bytes at once to one that reads everything, on chapter 06-hardening and on chapter 08",
+        measures: true,
+        go: |ctx| Box::pin(burst_both(ctx)),
+    },
+    Run {
+        name: "08-anonymous",
+        about: "chapter 08 with three clients that try to pick a name, join a room and whisper",
+        measures: false,
+        go: |ctx| Box::pin(anonymous(ctx)),
+    },
+];
+
+/// Three tabs type what a chat user would: a name, a room, a private message. Every line goes to
+/// everybody else, word for word: the server knows no names, rooms or commands.
+async fn anonymous(ctx: Ctx) -> Result<Transcript> {
+    let bin = ctx.bin("ch08-throughput").await?;
+    let server = ctx.start(&bin, &[]).await?;
+    let script = Script::default();
+    let mut tab1 = Tab::open(&script, &server, "tab-1").await;
+    let mut tab2 = Tab::open(&script, &server, "tab-2").await;
+    let mut tab3 = Tab::open(&script, &server, "tab-3").await;
+    server.wait_for_log("client connected", 3).await?;
+    for (from, text) in [
+        (1, "/nick alice"),
+        (2, "/join rust"),
+        (3, "/msg alice only for you"),
+    ] {
+        let tabs = [&mut tab1, &mut tab2, &mut tab3];
+        let [a, b, c] = tabs;
+        let (sender, others) = match from {
+            1 => (a, [b, c]),
+            2 => (b, [a, c]),
+            _ => (c, [a, b]),
+        };
+        sender.send(text).await;
+        for other in others {
+            other.receive(text).await;
+        }
+    }
+    for tab in [&mut tab1, &mut tab2, &mut tab3] {
+        tab.close().await;
+    }
+    let mut out = Transcript::default();
+    out.section("tabs", script.lines());
+    Ok(out)
+}
 
 /// The burst against the chapter before and against this one, one server after the other.
 async fn burst_both(ctx: Ctx) -> Result<Transcript> {
