@@ -455,6 +455,15 @@ async fn serve_with_broker_task(
 /// it, the loop would spin on the same error as fast as the CPU allows.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+// ANCHOR: nodelay
+/// ⑬ Whether to switch off Nagle's algorithm on every connection. With it on (the default for a
+/// TCP socket), the kernel holds back a small write while an earlier one is still waiting for its
+/// acknowledgement, and the client's kernel may wait up to 40 ms before it acknowledges: a
+/// small batch can sit in the kernel for that long. Our writer already gathers what it has into
+/// one flush, so there is nothing for the kernel to gather: each flush should leave at once.
+const NO_DELAY: bool = true;
+// ANCHOR_END: nodelay
+
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves
 /// each one with hyper, as `axum::serve` does, plus what `axum::serve` does not offer: a deadline
 /// for the request headers. Without one, a client that sends half a request line and then nothing
@@ -486,6 +495,10 @@ async fn accept(
             ended = &mut broker => return Err(broker_gone(ended)),
             accepted = listener.accept() => match accepted {
                 Ok((socket, _peer)) => {
+                    // ⑬ Send each flush at once (see NO_DELAY).
+                    if let Err(err) = socket.set_nodelay(NO_DELAY) {
+                        tracing::debug!(%err, "cannot set TCP_NODELAY");
+                    }
                     let service = TowerToHyperService::new(app.clone());
                     let connection = http
                         .serve_connection(TokioIo::new(socket), service)
@@ -862,6 +875,7 @@ async fn write(
     }
     // ANCHOR_END: exercise-write
 }
+// ANCHOR_END: write
 
 // ANCHOR: send_batch
 /// ⑪ Sends every message in `batch`, in order, and empties it. `feed` only hands a message to
@@ -880,7 +894,6 @@ async fn send_batch(
     // ANCHOR_END: exercise-send_batch
 }
 // ANCHOR_END: send_batch
-// ANCHOR_END: write
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]

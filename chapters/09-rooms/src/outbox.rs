@@ -36,7 +36,7 @@ pub fn payload_size(message: &Message) -> usize {
 }
 // ANCHOR_END: size
 
-// ANCHOR: outbox
+// ANCHOR: types
 /// The broker's end of a connection's queue.
 #[derive(Debug)]
 pub struct Outbox {
@@ -66,7 +66,9 @@ pub fn outbox(capacity: usize, budget: usize) -> (Outbox, Inbox) {
     };
     (outbox, Inbox { receiver, queued })
 }
+// ANCHOR_END: types
 
+// ANCHOR: try_send
 impl Outbox {
     /// Queues `message` if there is room for it, in places and in bytes; never waits. `Full`
     /// when there is not (the message comes back), `Closed` when the writer has ended.
@@ -88,7 +90,9 @@ impl Outbox {
         // ANCHOR_END: exercise-try_send
     }
 }
+// ANCHOR_END: try_send
 
+// ANCHOR: inbox
 impl Inbox {
     /// Waits for at least one message, then moves every message already queued, up to `limit`,
     /// to the end of `batch`. Returns how many it moved: 0 only when the queue is closed and
@@ -128,7 +132,7 @@ impl Inbox {
         self.queued.load(Ordering::Acquire)
     }
 }
-// ANCHOR_END: outbox
+// ANCHOR_END: inbox
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]
