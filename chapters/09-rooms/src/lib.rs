@@ -461,7 +461,7 @@ pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// acknowledgement, and the client's kernel may wait up to 40 ms before it acknowledges: a
 /// small batch can sit in the kernel for that long. Our writer already gathers what it has into
 /// one flush, so there is nothing for the kernel to gather: each flush should leave at once.
-const NO_DELAY: bool = true;
+pub(crate) const NO_DELAY: bool = true;
 // ANCHOR_END: nodelay
 
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves

@@ -123,6 +123,10 @@ async fn welcome(mut socket: TcpStream, state: AppState) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write_all(refusal.as_bytes())).await;
         return;
     };
+    // ⑬ As for the WebSockets: each flush leaves at once (see `NO_DELAY`).
+    if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY");
+    }
     let keepalive = TcpKeepalive::new().with_time(state.config.ping_interval);
     #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
     let keepalive = keepalive.with_interval(state.config.ping_interval);
