@@ -1,8 +1,17 @@
-//! Chapter 06: hardening.
+//! Chapter 09: rooms.
 //!
-//! Until now the server trusted its clients to be well-behaved: to send sensible frames of sensible
-//! size, to read what they are sent, to answer pings, to finish their HTTP headers. Here it stops
-//! trusting. Every limit is a flag with a default: the message size (over it, Close 1009), the
+//! Until now every message went to everybody, from nobody in particular. Here the relay becomes
+//! a chat: every client has a name (`names.rs`), is in one room at a time, and talks in lines
+//! where a leading `/` starts a command (`command.rs`); what the server sends is one message
+//! type, JSON for the browser and a readable line for a terminal (`message.rs`). The broker
+//! keeps the rooms and the names next to its connections and is still the only one to touch
+//! them, so it still needs no lock (`broker.rs`, `broker/commands.rs`). With `--tcp`, clients
+//! like `nc` join the same rooms through the same broker (`tcp.rs`). Everything below, from the
+//! chapters before, is unchanged but for the page and the TCP listener in `serve`.
+//!
+//! Since chapter 06 the server does not trust its clients to be well-behaved: to send sensible
+//! frames of sensible size, to read what they are sent, to answer pings, to finish their HTTP
+//! headers. Every limit is a flag with a default: the message size (over it, Close 1009), the
 //! number of clients (over it, a plain 503), how long a write may take, how long a client may be
 //! silent, how long an HTTP request may take to arrive. Invalid UTF-8 gets Close 1007 and a broken
 //! frame Close 1002, and neither reaches anybody else. If the broker itself ever ends, every client

@@ -8,7 +8,10 @@ use axum::extract::ws::Message;
 use proptest::prelude::*;
 
 use super::*;
-use crate::outbox::{Inbox, outbox};
+use crate::{
+    message::RoomCount,
+    outbox::{Inbox, outbox},
+};
 
 /// Room enough in every queue that nothing here is ever dropped.
 const ROOMY: usize = 100_000;
