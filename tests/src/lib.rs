@@ -73,7 +73,8 @@ pub struct Target {
     pub bin: Option<&'static str>,
     /// Runs the library's `serve` in this process.
     pub launch: Launch,
-    /// How the server talks to WebSocket clients (see [`Wire`]).
+    /// How the server talks to WebSocket clients (see [`Wire`]); [`target!`] takes it from the
+    /// chapter's number.
     pub wire: Wire,
 }
 
@@ -91,6 +92,25 @@ pub enum Wire {
     /// `joined`, `who`, ...), so a scenario about relaying reads the same on both wires. Binary
     /// data is relayed as it came on both.
     Chat,
+}
+
+/// The first chapter whose server speaks the chat protocol.
+pub const FIRST_CHAT_CHAPTER: u32 = 9;
+
+impl Wire {
+    /// The wire of a chapter, from the number its name starts with (`09-rooms` → 9): the
+    /// chapters build on each other, so from [`FIRST_CHAT_CHAPTER`] on, every server (a chapter,
+    /// its exercise, a crate built another way for comparison) speaks the chat protocol.
+    pub const fn of_chapter(chapter: &str) -> Wire {
+        match chapter.as_bytes() {
+            [tens @ b'0'..=b'9', ones @ b'0'..=b'9', ..]
+                if ((*tens - b'0') as u32) * 10 + ((*ones - b'0') as u32) >= FIRST_CHAT_CHAPTER =>
+            {
+                Wire::Chat
+            }
+            _ => Wire::Plain,
+        }
+    }
 }
 
 tokio::task_local! {
@@ -129,7 +149,7 @@ macro_rules! target {
             chapter: $krate::CHAPTER,
             package: $package,
             bin: None,
-            wire: $crate::Wire::Plain,
+            wire: $crate::Wire::of_chapter($krate::CHAPTER),
             launch: |listener, flags, shutdown| {
                 Box::pin(async move {
                     let args = std::iter::once(String::from($package)).chain(flags);
@@ -281,4 +301,20 @@ pub fn check(target: Target, suites: &[&[Scenario]], stop_at_failure: bool) -> V
         }
     }
     outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wire;
+
+    /// Chapters before 09 relay plainly; 09 and every later one speak the chat protocol; a name
+    /// that does not start with two digits is taken for plain.
+    #[test]
+    fn the_wire_follows_the_chapter_number() {
+        assert_eq!(Wire::of_chapter("08-throughput"), Wire::Plain);
+        assert_eq!(Wire::of_chapter("09-rooms"), Wire::Chat);
+        assert_eq!(Wire::of_chapter("12-later"), Wire::Chat);
+        assert_eq!(Wire::of_chapter("rooms"), Wire::Plain);
+        assert_eq!(Wire::of_chapter("9"), Wire::Plain);
+    }
 }

@@ -1,13 +1,11 @@
 //! The stage tests for chapter 09, run against this crate's server: every suite of the chapters
-//! before, through the chat wire (see `stage_tests::Wire`), and the chat's own.
+//! before (through the chat wire, which `target!` picks for chapter 09 on: see
+//! `stage_tests::Wire`), and the chat's own.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
 
 fn main() -> std::process::ExitCode {
     stage_tests::run(
-        stage_tests::Target {
-            wire: stage_tests::Wire::Chat,
-            ..stage_tests::target!(ch09_rooms, "ch09-rooms")
-        },
+        stage_tests::target!(ch09_rooms, "ch09-rooms"),
         &[
             stage_tests::contract::SCENARIOS,
             stage_tests::heartbeat::SCENARIOS,
