@@ -101,6 +101,7 @@ impl fmt::Display for ParseError {
 /// Reads one line. Text that does not start with `/` is said as it is, spaces and all; a
 /// command's words may be separated by any whitespace.
 pub fn parse(line: &str) -> Result<Input, ParseError> {
+    // ANCHOR: exercise-parse
     if line.trim().is_empty() {
         return Err(ParseError::Empty);
     }
@@ -153,6 +154,7 @@ pub fn parse(line: &str) -> Result<Input, ParseError> {
         _ => return Err(ParseError::Unknown(name.to_string())),
     };
     Ok(Input::Command(parsed))
+    // ANCHOR_END: exercise-parse
 }
 // ANCHOR_END: parse
 

@@ -828,7 +828,6 @@ async fn write(
     ping_interval: Duration,
     write_timeout: Duration,
 ) {
-    // ANCHOR: exercise-write
     // `Instant + Duration` panics on overflow. The flag parser keeps the interval within a day,
     // far from that; `checked_add` is what lets the lints see it.
     let now = tokio::time::Instant::now();
@@ -882,7 +881,6 @@ async fn write(
         // Bounded for the same reason: a client that reads nothing would never take it.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
-    // ANCHOR_END: exercise-write
 }
 // ANCHOR_END: write
 
@@ -895,12 +893,10 @@ async fn send_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     batch: &mut Vec<Message>,
 ) -> Result<(), axum::Error> {
-    // ANCHOR: exercise-send_batch
     for message in batch.drain(..) {
         sink.feed(message).await?;
     }
     sink.flush().await
-    // ANCHOR_END: exercise-send_batch
 }
 // ANCHOR_END: send_batch
 

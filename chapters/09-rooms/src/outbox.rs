@@ -73,7 +73,6 @@ impl Outbox {
     /// Queues `message` if there is room for it, in places and in bytes; never waits. `Full`
     /// when there is not (the message comes back), `Closed` when the writer has ended.
     pub fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
-        // ANCHOR: exercise-try_send
         let size = payload_size(&message);
         let queued = self.queued.load(Ordering::Acquire);
         if queued.saturating_add(size) > self.budget {
@@ -87,7 +86,6 @@ impl Outbox {
             self.queued.fetch_sub(size, Ordering::AcqRel);
         }
         sent
-        // ANCHOR_END: exercise-try_send
     }
 }
 // ANCHOR_END: try_send

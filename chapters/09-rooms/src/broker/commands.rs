@@ -130,6 +130,7 @@ impl Broker {
     // ANCHOR: rename
     /// `/nick`: the name is `from`'s if nobody else holds it, whatever its case.
     fn rename(&mut self, from: ConnId, new: Nick, now: Instant) {
+        // ANCHOR: exercise-rename
         if let Some(holder) = self.names.get(&new.key()).copied()
             && holder != from
         {
@@ -154,12 +155,14 @@ impl Broker {
         };
         self.announce(from, body, now);
         self.welcome(from, now);
+        // ANCHOR_END: exercise-rename
     }
     // ANCHOR_END: rename
 
     // ANCHOR: move_to
     /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
     fn move_to(&mut self, from: ConnId, target: Room, now: Instant) {
+        // ANCHOR: exercise-move_to
         let Some(me) = self.connections.get_mut(&from) else {
             return;
         };
@@ -182,6 +185,7 @@ impl Broker {
             now,
         );
         self.welcome(from, now);
+        // ANCHOR_END: exercise-move_to
     }
     // ANCHOR_END: move_to
 
