@@ -417,6 +417,28 @@ fn each_wire_gets_its_rendering() {
     assert_eq!(chat.take(browser), [said("lobby", "alice", "hi")]);
 }
 
+/// A message to a room is rendered once per wire: every browser in the room gets the same JSON
+/// bytes, not a copy each.
+#[test]
+fn every_recipient_shares_one_payload() {
+    let mut chat = Chat::new();
+    let alice = chat.connect_quietly();
+    let others: Vec<usize> = (0..3).map(|_| chat.connect_quietly()).collect();
+    chat.settle();
+    chat.line(alice, "one payload");
+    let addresses: Vec<*const u8> = others
+        .iter()
+        .map(|&who| match chat.clients[who].1.try_recv() {
+            Ok(Message::Text(json)) => json.as_str().as_ptr(),
+            other => panic!("client {who} should have the message, got {other:?}"),
+        })
+        .collect();
+    assert!(
+        addresses.windows(2).all(|pair| pair[0] == pair[1]),
+        "every browser should get the same bytes: {addresses:?}"
+    );
+}
+
 // ANCHOR: model
 // The model-based test. proptest makes up sequences of steps, plays them on a real `Broker`, and
 // checks it against a model of who is where, called what. Every message said carries a number;
