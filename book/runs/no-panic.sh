@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Can the linker prove that chapter 06's broker cannot panic? Tries the `no-panic` crate's
-# attribute for real, on a scratch copy of chapters/06-hardening (the repository is not touched).
+# Can the linker prove that chapter 07's broker (chapter 06's, with the clock of the stall limit) cannot panic? Tries the `no-panic` crate's
+# attribute for real, on a scratch copy of chapters/07-timeouts (the repository is not touched).
 #
 #   bash book/runs/no-panic.sh [SCRATCH_DIR]      # default: /tmp/nopanic
 #   ONLY=lookup bash book/runs/no-panic.sh         # one experiment (names below)
@@ -30,17 +30,17 @@ set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch="${1:-/tmp/nopanic}"
 no_panic_version="0.1"
-if [ ! -d "$repo/chapters/06-hardening" ]; then
-    echo "error: run this script from the repository (book/runs/no-panic.sh): no $repo/chapters/06-hardening" >&2
+if [ ! -d "$repo/chapters/07-timeouts" ]; then
+    echo "error: run this script from the repository (book/runs/no-panic.sh): no $repo/chapters/07-timeouts" >&2
     exit 2
 fi
 
 # Everything but the build directory goes, so a second run does not rebuild the dependencies.
 mkdir -p "$scratch"
 find "$scratch" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
-cp -r "$repo/chapters/06-hardening" "$scratch/ch06"
+cp -r "$repo/chapters/07-timeouts" "$scratch/ch06"
 cp -r "$repo/kit" "$scratch/kit"
-rm -rf "$scratch/ch06/tests" "$scratch/ch06/proptest-regressions"
+rm -rf "$scratch/ch06/tests"
 cp "$repo/Cargo.lock" "$scratch/Cargo.lock"
 
 # One workspace of two crates, with the dependency versions of the repository's workspace.
@@ -79,7 +79,7 @@ build_and_report() {
     local label="$1"
     shift
     local log="$scratch/$label.log"
-    (cd "$scratch" && env "$@" cargo build --release -p ch06-hardening >"$log" 2>&1)
+    (cd "$scratch" && env "$@" cargo build --release -p ch07-timeouts >"$log" 2>&1)
     if grep -q "Finished" "$log"; then
         echo "   linked: no reference to the no-panic guard was left in the binary"
     else
@@ -126,27 +126,27 @@ try_edit count \
     's/Event::Refused => self\.counts\.refused = self\.counts\.refused\.saturating_add\(1\),/Event::Refused => self.count_refused(),/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn count_refused(&mut self) {\n        self.counts.refused = self.counts.refused.saturating_add(1);\n    }\n\n$1/' \
     'a new `count_refused` (one saturating_add), called for Event::Refused'
 try_edit forget \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.connections.remove(&id).is_some()\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.clients.remove(&id).is_some()\n    }\n\n$1/' \
     'a new `forget` (HashMap::remove, which drops the outbox), called for Event::Leave'
 try_edit lookup \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.connections.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.connections.contains_key(&id)\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.clients.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.clients.contains_key(&id)\n    }\n\n$1/' \
     'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave'
 try_edit take \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Connection> {\n        self.connections.remove(&id)\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Client> {\n        self.clients.remove(&id)\n    }\n\n$1/' \
     'a new `take` (HashMap::remove, the outbox handed back and dropped by the caller), called for Event::Leave'
 try_edit unused \
     's/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    pub fn never_called(n: u64) -> u64 {\n        if n == 7 {\n            panic!("seven")\n        }\n        n\n    }\n\n$1/' \
     'a new `never_called` that panics on 7, which nothing calls'
 try handle_at_fat_lto 'pub fn handle_at' CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 try_edit lookup_fat_lto \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.connections.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.connections.contains_key(&id)\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.clients.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.clients.contains_key(&id)\n    }\n\n$1/' \
     'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave' \
     CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 try_edit forget_fat_lto \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.connections.remove(&id).is_some()\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.forget(id)/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn forget(&mut self, id: ConnId) -> bool {\n        self.clients.remove(&id).is_some()\n    }\n\n$1/' \
     'a new `forget` (HashMap::remove, which drops the outbox), called for Event::Leave' \
     CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 try_edit take_fat_lto \
-    's/if self\.connections\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Connection> {\n        self.connections.remove(&id)\n    }\n\n$1/' \
+    's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.take(id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn take(&mut self, id: ConnId) -> Option<Client> {\n        self.clients.remove(&id)\n    }\n\n$1/' \
     'a new `take` (HashMap::remove, the outbox handed back and dropped by the caller), called for Event::Leave' \
     CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1

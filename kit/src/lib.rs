@@ -34,6 +34,53 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A chapter's command line: `--addr`, which every chapter has, and the chapter's own flags, `C`
+/// (its `Config`). [`chapter_command!`] gives it the chapter's name, version and description, and
+/// [`parse_chapter_flags`] reads it.
+#[derive(Debug, clap::Parser)]
+pub struct Flags<C: clap::Args> {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
+    pub addr: String,
+    #[command(flatten)]
+    pub config: C,
+}
+
+/// The command line of the chapter whose `main.rs` calls it: [`Flags`] with `Config` (the
+/// chapter's flags), named and versioned after the calling crate, and described by `about`, the
+/// line `--help` starts with.
+#[macro_export]
+macro_rules! chapter_command {
+    ($config:ty, $about:expr) => {
+        $crate::flags_command::<$config>(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), $about)
+    };
+}
+
+/// What [`chapter_command!`] expands to: the command for [`Flags`] with `C`, called `name`.
+pub fn flags_command<C: clap::Args>(
+    name: &'static str,
+    version: &'static str,
+    about: &'static str,
+) -> clap::Command {
+    <Flags<C> as clap::CommandFactory>::command()
+        .name(name)
+        .version(version)
+        .about(about)
+        .long_about(None)
+}
+
+/// Parses the command line with `command` (from [`chapter_command!`]) into [`Flags`]; mistakes
+/// are reported as [`parse_flags`] reports them.
+pub fn parse_chapter_flags<C: clap::Args>(command: clap::Command) -> Flags<C> {
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| <Flags<C> as clap::FromArgMatches>::from_arg_matches(&matches));
+    match parsed {
+        Ok(flags) => flags,
+        Err(err) => exit_on_flag_error(err),
+    }
+}
+
 /// Parses the command line. `--help` and `--version` print and exit 0 as usual; a mistake (an
 /// unknown flag, a value that does not parse) is one line on stderr and exit code 2.
 pub fn parse_flags<T: clap::Parser>() -> T {

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{
@@ -349,22 +349,10 @@ const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
 impl StalledClient {
     /// Opens a WebSocket to `ws://addr/ws` (within [`WAIT`]) and then stops reading.
     pub async fn connect(addr: SocketAddr, name: &str) -> StalledClient {
-        let url = format!("ws://{addr}/ws");
+        let url = crate::ws_url(addr);
         let handshake = async {
-            let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            }
-            .unwrap_or_else(|err| panic!("{name}: cannot create a socket: {err}"));
-            // Set before connecting, so the window the server sees is small from the start.
-            socket
-                .set_recv_buffer_size(STALLED_RECEIVE_BUFFER)
-                .unwrap_or_else(|err| panic!("{name}: cannot shrink the receive buffer: {err}"));
-            let stream = socket
-                .connect(addr)
-                .await
-                .unwrap_or_else(|err| panic!("{name}: cannot connect to {addr}: {err}"));
+            let stream =
+                crate::connect_with_receive_buffer(addr, name, STALLED_RECEIVE_BUFFER).await;
             tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
                 .await
                 .unwrap_or_else(|err| {

@@ -1,8 +1,6 @@
 //! The contract every chapter keeps, whatever it teaches: the page at `/`, the WebSocket at
 //! `/ws`, the flags, the `listening on` line, logs on stderr, and a clean exit on a signal.
 
-use std::time::Duration;
-
 use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
 
@@ -220,14 +218,14 @@ async fn logs_connects_and_disconnects_to_stderr(target: Target) {
 }
 
 async fn wait_for_stderr(server: &ServerProcess, what: &str, seen: impl Fn(&str) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !seen(&server.stderr()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stderr should mention a {what} within {WAIT:?}; it says:\n{}",
-            server.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(stderr) = crate::wait_until(
+        WAIT,
+        || std::future::ready(server.stderr()),
+        |stderr| seen(stderr),
+    )
+    .await
+    {
+        panic!("stderr should mention a {what} within {WAIT:?}; it says:\n{stderr}");
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! A well-behaved client library cannot send an unmasked frame, set a reserved bit, fragment a
 //! Ping, claim a frame of 2^62 bytes or stop in the middle of a frame: it exists to prevent
-//! exactly that. A server has to survive all of it, so the hardening scenarios build frames byte
-//! by byte with [`Frame`] and put them on the wire with [`RawClient`]. The client also never
+//! exactly that. A server has to survive all of it, so the limits and timeouts scenarios build
+//! frames byte by byte with [`Frame`] and put them on the wire with [`RawClient`]. The client also never
 //! answers a Ping by itself, which makes it a half-open peer whenever a scenario wants one.
 //!
 //! Also here: what the scenarios read from `/proc` about a server process (open files, resident
@@ -14,9 +14,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
     time::Instant,
 };
+
+use tokio_tungstenite::tungstenite::protocol::frame::{FrameHeader, coding::OpCode};
 
 use crate::WAIT;
 
@@ -119,32 +121,30 @@ impl Frame {
         self
     }
 
-    /// The frame's bytes, as they go on the wire.
+    /// The frame's bytes, as they go on the wire. The header is written by tungstenite's own
+    /// `FrameHeader`, which writes whatever bits and length it is given; only the payload's
+    /// masking is done here.
     pub fn encode(&self) -> Vec<u8> {
         let len = self.claimed_len.unwrap_or(self.payload.len() as u64);
+        let header = FrameHeader {
+            is_final: self.fin,
+            rsv1: self.rsv & 0b100 != 0,
+            rsv2: self.rsv & 0b010 != 0,
+            rsv3: self.rsv & 0b001 != 0,
+            opcode: OpCode::from(self.opcode & 0x0f),
+            mask: self.mask,
+        };
         let mut bytes = Vec::with_capacity(14 + self.payload.len());
-        bytes.push(u8::from(self.fin) << 7 | self.rsv << 4 | (self.opcode & 0x0f));
-        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        // The length takes 7 bits, or 7 bits saying "16 more" (126) or "64 more" (127).
-        if len < 126 {
-            bytes.push(mask_bit | len as u8);
-        } else if let Ok(len) = u16::try_from(len) {
-            bytes.push(mask_bit | 126);
-            bytes.extend_from_slice(&len.to_be_bytes());
-        } else {
-            bytes.push(mask_bit | 127);
-            bytes.extend_from_slice(&len.to_be_bytes());
-        }
+        header
+            .format(len, &mut bytes)
+            .expect("writing a frame header into a Vec cannot fail");
         match self.mask {
-            Some(mask) => {
-                bytes.extend_from_slice(&mask);
-                bytes.extend(
-                    self.payload
-                        .iter()
-                        .zip(mask.iter().cycle())
-                        .map(|(byte, key)| byte ^ key),
-                );
-            }
+            Some(mask) => bytes.extend(
+                self.payload
+                    .iter()
+                    .zip(mask.iter().cycle())
+                    .map(|(byte, key)| byte ^ key),
+            ),
             None => bytes.extend_from_slice(&self.payload),
         }
         bytes
@@ -203,15 +203,7 @@ impl RawClient {
         name: &str,
         bytes: u32,
     ) -> RawClient {
-        let socket = TcpSocket::new_v4().expect("creating a TCP socket");
-        // Set before connecting: the window scale is agreed on in the handshake.
-        socket
-            .set_recv_buffer_size(bytes)
-            .expect("setting SO_RCVBUF");
-        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .unwrap_or_else(|_| panic!("{name}: no TCP connection to {addr} within {WAIT:?}"))
-            .unwrap_or_else(|err| panic!("{name}: cannot connect to {addr}: {err}"));
+        let stream = crate::connect_with_receive_buffer(addr, name, bytes).await;
         RawClient::handshake(stream, addr, name).await
     }
 
@@ -259,28 +251,18 @@ impl RawClient {
             .unwrap_or_else(|err| panic!("{name}: reading the handshake response: {err}"));
         let head_bytes: Vec<u8> = self.buffered.drain(..head_end).collect();
         let head = String::from_utf8_lossy(&head_bytes).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
+        let (status, headers) = crate::http::parse_head(&head)
             .unwrap_or_else(|| panic!("{name}: not an HTTP response: {head:?}"));
         if status != 101 {
-            let length = head
-                .lines()
-                .filter_map(|line| line.split_once(':'))
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+            let length = crate::http::header(&headers, "content-length")
+                .and_then(|value| value.parse::<usize>().ok())
                 .unwrap_or(0);
             let _ = tokio::time::timeout(WAIT, self.fill_to(length)).await;
             let body_end = length.min(self.buffered.len());
             let body = String::from_utf8_lossy(&self.buffered[..body_end]).into_owned();
             return Err(Refusal { status, head, body });
         }
-        let accepted = head.lines().any(|line| {
-            line.split_once(':').is_some_and(|(key, value)| {
-                key.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == ACCEPT
-            })
-        });
+        let accepted = crate::http::header(&headers, "sec-websocket-accept") == Some(ACCEPT);
         assert!(
             accepted,
             "{name}: the 101 response lacks the right Sec-WebSocket-Accept:\n{head}"
@@ -509,16 +491,9 @@ pub fn resident_kib(pid: u32) -> u64 {
 /// For what the server does on its own time with no signal a test could wait on, like closing
 /// a socket after a client left.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::wait_until(limit, || std::future::ready(done()), |&held| held)
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]

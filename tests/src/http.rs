@@ -22,11 +22,28 @@ pub struct Response {
 impl Response {
     /// The first header called `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        header(&self.headers, name)
     }
+}
+
+/// The status and the header lines (names lower-cased) of a response's head, the text up to its
+/// blank line; `None` when it is no HTTP response. Every test that reads a response reads it here.
+pub fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    Some((status, headers))
+}
+
+/// The first of `headers` called `name` (lower case).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 /// `GET path` with `Connection: close`, read to the end (within [`WAIT`]).
@@ -63,17 +80,8 @@ fn parse(raw: &[u8]) -> Response {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect::<Vec<_>>();
+    let (status, headers) =
+        parse_head(head).unwrap_or_else(|| panic!("not an HTTP response: {head:?}"));
     let chunked = headers
         .iter()
         .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));

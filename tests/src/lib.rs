@@ -12,6 +12,7 @@
 use std::{
     future::Future,
     io,
+    net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::Pin,
     process::ExitCode,
@@ -19,7 +20,7 @@ use std::{
 };
 
 use futures_util::FutureExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 pub mod chat;
 pub mod client;
@@ -33,8 +34,8 @@ pub mod commands;
 pub mod contract;
 pub mod echo;
 pub mod faults;
-pub mod hardening;
 pub mod heartbeat;
+pub mod limits;
 pub mod names;
 pub mod private;
 pub mod rooms;
@@ -42,6 +43,9 @@ pub mod shutdown;
 pub mod stats;
 pub mod tcp;
 pub mod throughput;
+pub mod timeouts;
+
+mod health;
 
 pub use client::Client;
 pub use process::ServerProcess;
@@ -51,6 +55,58 @@ pub use server::TestServer;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a scenario watches for something that should *not* happen (an echo to the sender).
 pub const QUIET: Duration = Duration::from_millis(300);
+/// The WebSocket URL of a server listening on `addr`.
+pub fn ws_url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/ws")
+}
+
+/// How often [`wait_until`] asks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Asks `probe` every 20 ms until what it gives satisfies `done`, for at most `limit`: for what a
+/// server does on its own time with no signal a test could wait on (a count in `/stats`, a line
+/// in its log, a socket it closes). `Ok` is the value that satisfied `done`; `Err` is the last
+/// one, for the failure message.
+pub async fn wait_until<T, Probe>(
+    limit: Duration,
+    mut probe: impl FnMut() -> Probe,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T>
+where
+    Probe: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(value);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A TCP connection to `addr` (within [`WAIT`]) whose receive buffer is about `bytes` (the kernel
+/// rounds it), so that the server's writes to a peer that stops reading stop after little data.
+/// The size is set before connecting: the window scale is agreed on in the TCP handshake.
+pub async fn connect_with_receive_buffer(addr: SocketAddr, name: &str, bytes: u32) -> TcpStream {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .unwrap_or_else(|err| panic!("{name}: cannot create a socket: {err}"));
+    socket
+        .set_recv_buffer_size(bytes)
+        .unwrap_or_else(|err| panic!("{name}: cannot shrink the receive buffer: {err}"));
+    tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .unwrap_or_else(|_| panic!("{name}: no TCP connection to {addr} within {WAIT:?}"))
+        .unwrap_or_else(|err| panic!("{name}: cannot connect to {addr}: {err}"))
+}
+
 /// No scenario runs longer than this, whatever it waits for.
 pub const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
 

@@ -125,16 +125,7 @@ impl ServerProcess {
 
     /// The process's resident memory right now, in bytes (`VmRSS` in `/proc/PID/status`, Linux).
     pub fn rss_bytes(&self) -> u64 {
-        let path = format!("/proc/{}/status", self.pid());
-        let status = std::fs::read_to_string(&path)
-            .unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .unwrap_or_else(|| panic!("no VmRSS line in {path}:\n{status}"))
+        crate::faults::resident_kib(self.pid()) * 1024
     }
 
     /// Waits (at most [`WAIT`]) for a line of stdout, after the `listening on` line, that starts

@@ -44,7 +44,7 @@ impl TestServer {
 
     /// `ws://IP:PORT/ws`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        crate::ws_url(self.addr)
     }
 
     /// Connects a new WebSocket client named `name` (the name shows in failure messages).

@@ -1,10 +1,9 @@
 //! Stage 05 onwards: `GET /stats` answers with the broker's counts as JSON. The broker answers
 //! between two events, so the counts are exact: after a known exchange they are known numbers.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use serde_json::Value;
-use tokio::time::Instant;
 
 use crate::{
     Target, TestServer, WAIT,
@@ -65,18 +64,11 @@ async fn wait_for_stats(
     what: &str,
     expected: impl Fn(&Counts) -> bool,
 ) -> Counts {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let counts = get_stats(addr).await;
-        if expected(&counts) {
-            return counts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/stats should show {what} within {WAIT:?}; it shows {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::wait_until(WAIT, || get_stats(addr), expected)
+        .await
+        .unwrap_or_else(|counts| {
+            panic!("/stats should show {what} within {WAIT:?}; it shows {counts:?}")
+        })
 }
 
 /// `GET /stats` is JSON (by its content type too), and on a fresh server every counter is 0.

@@ -131,7 +131,7 @@ fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[
 
 /// The allow that keeps a starter quiet under `-D warnings`: the `todo!`s leave variables,
 /// imports and helpers unused and the code after them unreachable.
-/// `clippy::todo` is there for chapters that deny it (chapter 06 denies every way to panic).
+/// `clippy::todo` is there for chapters that deny it (chapters 06 and 07 deny every way to panic).
 const ALLOW: &str = "\
 // The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
 // stage tests pass, to hear the compiler's warnings about your code again.
@@ -456,7 +456,8 @@ pub fn book_page(exercise: &Exercise) -> String {
          {todos} in {files}; the rest of the crate already works.\n\
          - **Run it:** `cargo run -p {package}`, then open <http://127.0.0.1:3000>.\n\
          - **Check it:** `cargo workshop check {number}` runs the chapter's stage tests against your\n  \
-         code (`cargo test -p {package}` runs the same ones).\n\
+         code (`cargo test -p {package} --no-fail-fast` runs the same ones and the crate's unit\n  \
+         tests; without `--no-fail-fast`, cargo stops at the first test target that fails).\n\
          - **Stuck?** Open the hints below one at a time, or run `cargo workshop hint {number}`.\n  \
          `cargo workshop diff {number}` compares your code with the chapter's, and\n  \
          `cargo workshop reset {number}` brings the starter back.\n",

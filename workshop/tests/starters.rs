@@ -102,13 +102,13 @@ fn ex05_shutdown_starter_fails() {
     );
 }
 
-/// Exercise 06-hardening: the starter compiles and fails its stage suites.
+/// Exercise 06-limits: the starter compiles and fails its stage suites.
 #[test]
-fn ex06_hardening_starter_fails() {
+fn ex06_limits_starter_fails() {
     assert_fails(
-        "06-hardening",
+        "06-limits",
         stage_tests::check(
-            stage_tests::target!(ex06_hardening, "ex06-hardening", library_only),
+            stage_tests::target!(ex06_limits, "ex06-limits", library_only),
             &[
                 stage_tests::contract::SCENARIOS,
                 stage_tests::heartbeat::SCENARIOS,
@@ -116,7 +116,29 @@ fn ex06_hardening_starter_fails() {
                 stage_tests::bounded::SCENARIOS,
                 stage_tests::shutdown::SCENARIOS,
                 stage_tests::stats::SCENARIOS,
-                stage_tests::hardening::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}
+
+/// Exercise 07-timeouts: the starter compiles and fails its stage suites.
+#[test]
+fn ex07_timeouts_starter_fails() {
+    assert_fails(
+        "07-timeouts",
+        stage_tests::check(
+            stage_tests::target!(ex07_timeouts, "ex07-timeouts", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+                stage_tests::shutdown::SCENARIOS,
+                stage_tests::stats::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+                stage_tests::timeouts::SCENARIOS,
             ],
             true,
         ),
@@ -137,7 +159,8 @@ fn ex08_throughput_starter_fails() {
                 stage_tests::bounded::SCENARIOS,
                 stage_tests::shutdown::SCENARIOS,
                 stage_tests::stats::SCENARIOS,
-                stage_tests::hardening::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+                stage_tests::timeouts::SCENARIOS,
                 stage_tests::throughput::SCENARIOS,
             ],
             true,
@@ -159,7 +182,8 @@ fn ex09_rooms_starter_fails() {
                 stage_tests::bounded::SCENARIOS,
                 stage_tests::shutdown::SCENARIOS,
                 stage_tests::stats::SCENARIOS,
-                stage_tests::hardening::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+                stage_tests::timeouts::SCENARIOS,
                 stage_tests::throughput::SCENARIOS,
                 stage_tests::names::SCENARIOS,
                 stage_tests::rooms::SCENARIOS,

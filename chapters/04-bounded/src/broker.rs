@@ -1,4 +1,4 @@
-//! The broker: one task that owns the map of connections.
+//! The broker: one task that owns the map of connected clients.
 //!
 //! Nobody else touches the map, so it needs no `Mutex`: connections talk to the broker by sending
 //! it [`Event`]s over a channel, and the broker handles them one at a time, in the order they
@@ -16,7 +16,6 @@ use std::{
 use axum::extract::ws::Message;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-// ANCHOR: types
 /// Names one connection for as long as the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(u64);
@@ -49,7 +48,6 @@ pub enum Event {
     /// A client sent `message`, to be forwarded to everybody else.
     Message { from: ConnId, message: Message },
 }
-// ANCHOR_END: types
 
 // ANCHOR: run
 /// Starts the broker task and returns the sender that connections use to reach it. At most
@@ -71,10 +69,9 @@ pub async fn run(mut events: mpsc::Receiver<Event>) {
 }
 // ANCHOR_END: run
 
-// ANCHOR: broker
 /// What the broker keeps for one client.
 #[derive(Debug)]
-struct Connection {
+struct Client {
     outbox: Outbox,
     /// Messages this client has missed since it last had room in its queue (for the log).
     missed: u64,
@@ -83,7 +80,7 @@ struct Connection {
 /// The broker's state: every connected client's outbox.
 #[derive(Debug, Default)]
 pub struct Broker {
-    connections: HashMap<ConnId, Connection>,
+    clients: HashMap<ConnId, Client>,
     /// Messages not delivered to some client because its queue was full, since the start.
     dropped: u64,
 }
@@ -94,14 +91,13 @@ impl Broker {
     pub fn handle(&mut self, event: Event) {
         match event {
             Event::Join { id, outbox } => {
-                self.connections
-                    .insert(id, Connection { outbox, missed: 0 });
+                self.clients.insert(id, Client { outbox, missed: 0 });
             }
             Event::Leave { id } => {
                 // Removing an id that is not there is fine: `remove` just returns `None`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                self.connections.remove(&id);
+                self.clients.remove(&id);
             }
             Event::Message { from, message } => self.forward(from, &message),
         }
@@ -112,27 +108,27 @@ impl Broker {
     fn forward(&mut self, from: ConnId, message: &Message) {
         // ANCHOR: exercise-forward
         let mut gone = Vec::new();
-        for (id, connection) in &mut self.connections {
+        for (id, client) in &mut self.clients {
             if *id == from {
                 continue;
             }
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
-            match connection.outbox.try_send(message.clone()) {
+            match client.outbox.try_send(message.clone()) {
                 Ok(()) => {
-                    if connection.missed > 0 {
-                        tracing::info!(%id, missed = connection.missed, "client caught up");
-                        connection.missed = 0;
+                    if client.missed > 0 {
+                        tracing::info!(%id, missed = client.missed, "client caught up");
+                        client.missed = 0;
                     }
                 }
                 // ④ Full: this client reads more slowly than the others talk. Waiting for room
                 // would make every other client wait for it too, and keeping the message for later
                 // is the unbounded queue again. So this client alone misses this message.
                 Err(TrySendError::Full(_)) => {
-                    if connection.missed == 0 {
+                    if client.missed == 0 {
                         tracing::warn!(%id, "client is not keeping up: dropping messages for it");
                     }
-                    connection.missed += 1;
+                    client.missed += 1;
                     self.dropped += 1;
                 }
                 // ④ Closed: the writer has ended, so nobody will ever read this queue. We cannot
@@ -142,7 +138,7 @@ impl Broker {
         }
         // The connection's own Leave may still arrive; by then its id is unknown, which is fine.
         for id in gone {
-            self.connections.remove(&id);
+            self.clients.remove(&id);
         }
         // ANCHOR_END: exercise-forward
     }
@@ -150,12 +146,12 @@ impl Broker {
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.connections.len()
+        self.clients.len()
     }
 
     /// Whether no client is connected.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
+        self.clients.is_empty()
     }
 
     /// How many messages were dropped for clients whose queue was full, since the start.
@@ -163,7 +159,6 @@ impl Broker {
         self.dropped
     }
 }
-// ANCHOR_END: broker
 
 #[cfg(test)]
 mod tests {

@@ -61,7 +61,6 @@ fn queue_capacity(text: &str) -> Result<usize, String> {
 }
 // ANCHOR_END: config
 
-// ANCHOR: state
 /// What every handler can reach: the flags, and the way to the broker.
 #[derive(Clone)]
 struct AppState {
@@ -78,7 +77,6 @@ pub fn app(config: Config) -> Router {
         .route("/ws", get(upgrade))
         .with_state(AppState { config, events })
 }
-// ANCHOR_END: state
 
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -118,7 +116,6 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
 }
 // ANCHOR_END: upgrade
 
-// ANCHOR: connection
 /// One connection: the writer drains the outbox the broker fills; the reader, here, passes what
 /// the client says to the broker.
 async fn connection(
@@ -136,7 +133,6 @@ async fn connection(
     let _ = writer.await;
     tracing::info!(%id, "client disconnected");
 }
-// ANCHOR_END: connection
 
 // ANCHOR: read
 /// Reads until the client goes away, handing each data message to the broker.

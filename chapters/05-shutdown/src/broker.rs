@@ -1,4 +1,4 @@
-//! The broker: one task that owns the map of connections.
+//! The broker: one task that owns the map of connected clients.
 //!
 //! Nobody else touches the map, so it needs no `Mutex`: connections talk to the broker by sending
 //! it [`Event`]s over a channel, and the broker handles them one at a time, in the order they
@@ -76,7 +76,6 @@ pub struct Stats {
 }
 // ANCHOR_END: types
 
-// ANCHOR: run
 /// Starts the broker task and returns the sender that connections use to reach it. At most
 /// `capacity` events wait for the broker; a reader that finds the queue full waits for room.
 pub fn spawn(capacity: usize) -> mpsc::Sender<Event> {
@@ -94,12 +93,10 @@ pub async fn run(mut events: mpsc::Receiver<Event>) {
         broker.handle(event);
     }
 }
-// ANCHOR_END: run
 
-// ANCHOR: broker
 /// What the broker keeps for one client.
 #[derive(Debug)]
-struct Connection {
+struct Client {
     outbox: Outbox,
     /// Messages this client has missed since it last had room in its queue (for the log).
     missed: u64,
@@ -108,8 +105,8 @@ struct Connection {
 /// The broker's state: every connected client's outbox, and the counts.
 #[derive(Debug, Default)]
 pub struct Broker {
-    connections: HashMap<ConnId, Connection>,
-    /// Everything but `connections`, which is the map's length.
+    clients: HashMap<ConnId, Client>,
+    /// Everything but `connections`, which is the length of `clients`.
     counts: Stats,
 }
 
@@ -119,14 +116,13 @@ impl Broker {
     pub fn handle(&mut self, event: Event) {
         match event {
             Event::Join { id, outbox } => {
-                self.connections
-                    .insert(id, Connection { outbox, missed: 0 });
+                self.clients.insert(id, Client { outbox, missed: 0 });
             }
             Event::Leave { id } => {
                 // Removing an id that is not there is fine: `remove` just returns `None`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                if self.connections.remove(&id).is_some() {
+                if self.clients.remove(&id).is_some() {
                     self.counts.disconnected += 1;
                 }
             }
@@ -145,32 +141,31 @@ impl Broker {
         }
     }
 
-    // ANCHOR: forward
     /// Offers `message` to every client except the one it came from, without waiting for any.
     fn forward(&mut self, from: ConnId, message: &Message) {
         let mut gone = Vec::new();
-        for (id, connection) in &mut self.connections {
+        for (id, client) in &mut self.clients {
             if *id == from {
                 continue;
             }
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
-            match connection.outbox.try_send(message.clone()) {
+            match client.outbox.try_send(message.clone()) {
                 Ok(()) => {
                     self.counts.deliveries += 1;
-                    if connection.missed > 0 {
-                        tracing::info!(%id, missed = connection.missed, "client caught up");
-                        connection.missed = 0;
+                    if client.missed > 0 {
+                        tracing::info!(%id, missed = client.missed, "client caught up");
+                        client.missed = 0;
                     }
                 }
                 // ④ Full: this client reads more slowly than the others talk. Waiting for room
                 // would make every other client wait for it too, and keeping the message for later
                 // is the unbounded queue again. So this client alone misses this message.
                 Err(TrySendError::Full(_)) => {
-                    if connection.missed == 0 {
+                    if client.missed == 0 {
                         tracing::warn!(%id, "client is not keeping up: dropping messages for it");
                     }
-                    connection.missed += 1;
+                    client.missed += 1;
                     self.counts.dropped += 1;
                 }
                 // ④ Closed: the writer has ended, so nobody will ever read this queue. We cannot
@@ -180,31 +175,29 @@ impl Broker {
         }
         // The connection's own Leave may still arrive; by then its id is unknown, which is fine.
         for id in gone {
-            self.connections.remove(&id);
+            self.clients.remove(&id);
             self.counts.disconnected += 1;
         }
     }
-    // ANCHOR_END: forward
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.connections.len()
+        self.clients.len()
     }
 
     /// Whether no client is connected.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
+        self.clients.is_empty()
     }
 
     /// The counts as they are now.
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.connections.len() as u64,
+            connections: self.clients.len() as u64,
             ..self.counts
         }
     }
 }
-// ANCHOR_END: broker
 
 #[cfg(test)]
 mod tests {

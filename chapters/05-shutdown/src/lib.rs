@@ -49,7 +49,6 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 // ANCHOR_END: timeouts
 
-// ANCHOR: config
 /// This chapter's flags (besides `--addr`, which `main.rs` owns).
 #[derive(Debug, Clone, clap::Parser)]
 pub struct Config {
@@ -78,7 +77,6 @@ fn queue_capacity(text: &str) -> Result<usize, String> {
         Err(err) => Err(err.to_string()),
     }
 }
-// ANCHOR_END: config
 
 // ANCHOR: state
 /// What every handler can reach: the flags, the way to the broker, and what shutting down needs.
@@ -89,13 +87,13 @@ struct AppState {
     /// Cancelled when the server starts shutting down. Every connection watches it.
     stopping: CancellationToken,
     /// Every connection's task, so `serve` can wait for them to finish.
-    connections: TaskTracker,
+    tasks: TaskTracker,
 }
 
 /// The routes: the browser page at `/`, the WebSocket at `/ws`, the broker's counts at `/stats`.
-/// Connections close when `stopping` is cancelled and are tracked by `connections`. Starts the
+/// Connections close when `stopping` is cancelled and are tracked by `tasks`. Starts the
 /// broker, so it must be called inside a tokio runtime.
-pub fn app(config: Config, stopping: CancellationToken, connections: TaskTracker) -> Router {
+pub fn app(config: Config, stopping: CancellationToken, tasks: TaskTracker) -> Router {
     let events = broker::spawn(config.queue_capacity);
     Router::new()
         .route("/", get(page))
@@ -105,7 +103,7 @@ pub fn app(config: Config, stopping: CancellationToken, connections: TaskTracker
             config,
             events,
             stopping,
-            connections,
+            tasks,
         })
 }
 // ANCHOR_END: state
@@ -119,8 +117,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let stopping = CancellationToken::new();
-    let connections = TaskTracker::new();
-    let app = app(config, stopping.clone(), connections.clone());
+    let tasks = TaskTracker::new();
+    let app = app(config, stopping.clone(), tasks.clone());
     let signal = stopping.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -132,13 +130,13 @@ pub async fn serve(
     // axum has stopped accepting and has finished its plain HTTP requests. The WebSockets are
     // ours: they are closing now, and we wait for them, but not forever.
     // ANCHOR: exercise-drain
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            open = connections.len(),
+            open = tasks.len(),
             "connections still open after the grace period; leaving them"
         );
     }
@@ -189,8 +187,8 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     })
     .on_upgrade(move |socket| {
         // Tracked, so that `serve` can wait for this connection to finish when shutting down.
-        let connections = state.connections.clone();
-        connections.track_future(connection(socket, id, outbox_rx, state))
+        let tasks = state.tasks.clone();
+        tasks.track_future(connection(socket, id, outbox_rx, state))
     })
 }
 // ANCHOR_END: upgrade
@@ -355,7 +353,7 @@ mod tests {
             config: Config::parse_from(["test"]),
             events,
             stopping: CancellationToken::new(),
-            connections: TaskTracker::new(),
+            tasks: TaskTracker::new(),
         };
         let app = Router::new().route("/ws", get(upgrade)).with_state(state);
         let listener = TcpListener::bind("127.0.0.1:0")

@@ -1,22 +1,15 @@
 use std::process::ExitCode;
 
 use ch05_shutdown::{Config, serve};
-use clap::Parser;
 
-/// Fan-out chapter 05: a clean goodbye on Ctrl+C, and GET /stats answered by the broker.
-#[derive(Parser)]
-#[command(version)]
-struct Cli {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
-    addr: String,
-    #[command(flatten)]
-    config: Config,
-}
+/// The line `--help` starts with.
+const ABOUT: &str =
+    "Fan-out chapter 05: a clean goodbye on Ctrl+C, and GET /stats answered by the broker";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: Cli = fanout_kit::parse_flags();
+    let command = fanout_kit::chapter_command!(Config, ABOUT);
+    let cli = fanout_kit::parse_chapter_flags::<Config>(command);
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())
     })

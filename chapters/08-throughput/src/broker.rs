@@ -1,4 +1,4 @@
-//! The broker: one task that owns the map of connections.
+//! The broker: one task that owns the map of connected clients.
 //!
 //! Nobody else touches the map, so it needs no `Mutex`: connections talk to the broker by sending
 //! it [`Event`]s over a channel, and the broker handles them one at a time, in the order they
@@ -31,7 +31,6 @@ use tokio::{
     time::Instant,
 };
 
-// ANCHOR: types
 /// Names one connection for as long as the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(u64);
@@ -89,13 +88,11 @@ pub struct Stats {
     /// `--write-timeout`, a queue full for that long, or nothing heard for `--idle-timeout`.
     pub timed_out: u64,
 }
-// ANCHOR_END: types
 
-// ANCHOR: run
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
-/// itself, whose end `serve` watches for. At most `capacity` events wait for the broker; a reader
-/// that finds the queue full waits for room. A client whose queue stays full for `stall_limit` is
-/// let go.
+/// itself, whose end `serve` watches for (⑥). At most `capacity` events wait for the broker; a
+/// reader that finds the queue full waits for room. A client whose queue stays full for
+/// `stall_limit` is let go (⑪).
 pub fn spawn(capacity: usize, stall_limit: Duration) -> (mpsc::Sender<Event>, JoinHandle<()>) {
     let (events, events_rx) = mpsc::channel(capacity);
     let task = tokio::spawn(run(events_rx, stall_limit));
@@ -111,12 +108,10 @@ pub async fn run(mut events: mpsc::Receiver<Event>, stall_limit: Duration) {
         broker.handle(event);
     }
 }
-// ANCHOR_END: run
 
-// ANCHOR: broker
 /// What the broker keeps for one client.
 #[derive(Debug)]
-struct Connection {
+struct Client {
     outbox: Outbox,
     /// Messages this client has missed since it last had room in its queue (for the log).
     missed: u64,
@@ -131,8 +126,8 @@ pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
 /// The broker's state: every connected client's outbox, and the counts.
 #[derive(Debug)]
 pub struct Broker {
-    connections: HashMap<ConnId, Connection>,
-    /// Everything but `connections`, which is the map's length.
+    clients: HashMap<ConnId, Client>,
+    /// Everything but `connections`, which is the length of `clients`.
     counts: Stats,
     /// How long a client's queue may stay full before the client is let go.
     stall_limit: Duration,
@@ -149,7 +144,7 @@ impl Broker {
     /// `stall_limit`.
     pub fn new(stall_limit: Duration) -> Broker {
         Broker {
-            connections: HashMap::new(),
+            clients: HashMap::new(),
             counts: Stats::default(),
             stall_limit,
         }
@@ -166,34 +161,32 @@ impl Broker {
     pub fn handle_at(&mut self, event: Event, now: Instant) {
         match event {
             Event::Join { id, outbox } => {
-                let connection = Connection {
+                let client = Client {
                     outbox,
                     missed: 0,
                     full_since: None,
                 };
-                self.connections.insert(id, connection);
+                self.clients.insert(id, client);
             }
             Event::Leave { id } => {
                 // Removing an id that is not there is fine: `remove` just returns `None`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                if self.connections.remove(&id).is_some() {
+                if self.clients.remove(&id).is_some() {
                     self.counts.disconnected = self.counts.disconnected.saturating_add(1);
                 }
             }
-            // ANCHOR: stats
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
             }
-            // ANCHOR_END: stats
             Event::Message { from, message } => {
                 self.counts.messages_in = self.counts.messages_in.saturating_add(1);
                 self.forward(from, &message, now);
             }
             Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
             Event::TimedOut { id } => {
-                if self.connections.remove(&id).is_some() {
+                if self.clients.remove(&id).is_some() {
                     self.counts.disconnected = self.counts.disconnected.saturating_add(1);
                     self.counts.timed_out = self.counts.timed_out.saturating_add(1);
                 }
@@ -201,40 +194,39 @@ impl Broker {
         }
     }
 
-    // ANCHOR: forward
     /// Offers `message` to every client except the one it came from, without waiting for any.
     fn forward(&mut self, from: ConnId, message: &Message, now: Instant) {
         let mut gone = Vec::new();
-        for (id, connection) in &mut self.connections {
+        for (id, client) in &mut self.clients {
             if *id == from {
                 continue;
             }
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
-            match connection.outbox.try_send(message.clone()) {
+            match client.outbox.try_send(message.clone()) {
                 Ok(()) => {
                     self.counts.deliveries = self.counts.deliveries.saturating_add(1);
-                    connection.full_since = None;
-                    if connection.missed > 0 {
-                        tracing::info!(%id, missed = connection.missed, "client caught up");
-                        connection.missed = 0;
+                    client.full_since = None;
+                    if client.missed > 0 {
+                        tracing::info!(%id, missed = client.missed, "client caught up");
+                        client.missed = 0;
                     }
                 }
                 // ④ Full: this client reads more slowly than the others talk. Waiting for room
                 // would make every other client wait for it too, and keeping the message for later
                 // is the unbounded queue again. So this client alone misses this message.
                 Err(TrySendError::Full(_)) => {
-                    if connection.missed == 0 {
+                    if client.missed == 0 {
                         tracing::warn!(%id, "client is not keeping up: dropping messages for it");
                     }
-                    connection.missed = connection.missed.saturating_add(1);
+                    client.missed = client.missed.saturating_add(1);
                     self.counts.dropped = self.counts.dropped.saturating_add(1);
-                    // ⑥ Full for too long: this client has not taken a message for the whole
+                    // ⑪ Full for too long: this client has not taken a message for the whole
                     // stall limit, and everything sent meanwhile was lost on it. Letting it go
                     // drops its outbox, so its writer ends and the client hears Close 1011.
-                    let full_since = *connection.full_since.get_or_insert(now);
+                    let full_since = *client.full_since.get_or_insert(now);
                     if now.saturating_duration_since(full_since) >= self.stall_limit {
-                        tracing::warn!(%id, missed = connection.missed, "client stopped reading: letting it go");
+                        tracing::warn!(%id, missed = client.missed, "client stopped reading: letting it go");
                         self.counts.timed_out = self.counts.timed_out.saturating_add(1);
                         gone.push(*id);
                     }
@@ -246,31 +238,29 @@ impl Broker {
         }
         // The connection's own Leave may still arrive; by then its id is unknown, which is fine.
         for id in gone {
-            self.connections.remove(&id);
+            self.clients.remove(&id);
             self.counts.disconnected = self.counts.disconnected.saturating_add(1);
         }
     }
-    // ANCHOR_END: forward
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.connections.len()
+        self.clients.len()
     }
 
     /// Whether no client is connected.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
+        self.clients.is_empty()
     }
 
     /// The counts as they are now.
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.connections.len() as u64,
+            connections: self.clients.len() as u64,
             ..self.counts
         }
     }
 }
-// ANCHOR_END: broker
 
 // Tests may panic (that is how they fail) and may count without care.
 #[cfg(test)]
@@ -501,7 +491,7 @@ mod tests {
         broker.handle(Event::Stats { reply });
     }
 
-    /// ⑥ A client whose queue stays full for the stall limit is let go at the next message it
+    /// ⑪ A client whose queue stays full for the stall limit is let go at the next message it
     /// misses; a queue that was full for less than that only costs messages.
     #[test]
     fn a_client_full_for_the_stall_limit_is_let_go() {
@@ -538,7 +528,7 @@ mod tests {
         );
     }
 
-    /// ⑥ Room found even once starts the count again: a client that reads slowly but reads is
+    /// ⑪ Room found even once starts the count again: a client that reads slowly but reads is
     /// not let go.
     #[test]
     fn room_in_the_queue_resets_the_stall_clock() {
@@ -602,310 +592,3 @@ mod tests {
             .expect("the broker should not panic");
     }
 }
-
-// ANCHOR: model
-#[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-mod model {
-    //! A model-based property test. proptest makes up sequences of events (clients joining,
-    //! leaving, talking, reading slowly or not at all, writers vanishing, timeouts, time passing),
-    //! plays them on a real `Broker` through `handle_at`, and after every step checks the broker
-    //! against a model of what it promised. When a sequence breaks a promise, proptest shrinks it
-    //! to a short one that still does, and prints that.
-
-    use std::collections::HashMap;
-
-    use proptest::prelude::*;
-    use tokio::sync::mpsc::error::TryRecvError;
-
-    use super::*;
-    use crate::outbox::{Inbox, outbox};
-
-    /// Short, so that a few `Wait` steps reach it.
-    const STALL_LIMIT: Duration = Duration::from_millis(100);
-
-    /// One thing that can happen. `who` picks a client among all that ever joined (modulo their
-    /// number), so that steps can name clients that have left or were let go.
-    #[derive(Debug, Clone)]
-    enum Step {
-        Join {
-            capacity: usize,
-        },
-        Leave {
-            who: usize,
-        },
-        Say {
-            who: usize,
-        },
-        /// The client's writer takes up to `count` messages from its queue.
-        Read {
-            who: usize,
-            count: usize,
-        },
-        /// The client's writer ends (its end of the queue is dropped), with no Leave yet.
-        WriterEnds {
-            who: usize,
-        },
-        /// A write or idle timeout caught the client.
-        TimesOut {
-            who: usize,
-        },
-        Refused,
-        Wait {
-            millis: u64,
-        },
-        Stats,
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            2 => (1usize..=3).prop_map(|capacity| Step::Join { capacity }),
-            1 => any::<usize>().prop_map(|who| Step::Leave { who }),
-            6 => any::<usize>().prop_map(|who| Step::Say { who }),
-            3 => (any::<usize>(), 0usize..=3).prop_map(|(who, count)| Step::Read { who, count }),
-            1 => any::<usize>().prop_map(|who| Step::WriterEnds { who }),
-            1 => any::<usize>().prop_map(|who| Step::TimesOut { who }),
-            1 => Just(Step::Refused),
-            2 => (0u64..=80).prop_map(|millis| Step::Wait { millis }),
-            1 => Just(Step::Stats),
-        ]
-    }
-
-    /// What the model knows about one client.
-    struct Client {
-        id: ConnId,
-        capacity: usize,
-        /// The writer's end of the queue; `None` once the writer has ended.
-        rx: Option<Inbox>,
-        /// Whether the broker should still have it in its map.
-        connected: bool,
-        /// Once it is gone: the first message number it must never receive.
-        gone_from: Option<u64>,
-        /// When a message first found its queue full, if none has found room since.
-        full_since: Option<Instant>,
-        /// The last message number received from each sender.
-        last_from: HashMap<usize, u64>,
-    }
-
-    impl Client {
-        /// Messages in its queue, not yet taken by its writer.
-        fn waiting(&self) -> usize {
-            self.rx.as_ref().map_or(0, |rx| rx.len())
-        }
-
-        fn let_go(&mut self, first_missed: u64, expected: &mut Stats) {
-            if self.connected {
-                self.connected = false;
-                self.gone_from = Some(first_missed);
-                expected.disconnected += 1;
-            }
-        }
-    }
-
-    /// Every message is the text "sender:number", numbers counting up from 1.
-    fn parse(message: &Message) -> (usize, u64) {
-        let Message::Text(text) = message else {
-            panic!("only text is sent, got {message:?}")
-        };
-        let (sender, number) = text.as_str().split_once(':').unwrap();
-        (sender.parse().unwrap(), number.parse().unwrap())
-    }
-
-    fn run_steps(steps: Vec<Step>) {
-        let mut broker = Broker::new(STALL_LIMIT);
-        let mut now = Instant::now();
-        let mut clients: Vec<Client> = Vec::new();
-        let mut number = 0u64;
-        let mut expected = Stats::default();
-        let pick =
-            |who: usize, clients: &[Client]| (!clients.is_empty()).then(|| who % clients.len());
-
-        for step in steps {
-            match step {
-                Step::Join { capacity } => {
-                    let id = ConnId::next();
-                    let (outbox, rx) = outbox(capacity, usize::MAX);
-                    broker.handle_at(Event::Join { id, outbox }, now);
-                    clients.push(Client {
-                        id,
-                        capacity,
-                        rx: Some(rx),
-                        connected: true,
-                        gone_from: None,
-                        full_since: None,
-                        last_from: HashMap::new(),
-                    });
-                }
-                Step::Leave { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    broker.handle_at(
-                        Event::Leave {
-                            id: clients[who].id,
-                        },
-                        now,
-                    );
-                    clients[who].let_go(number + 1, &mut expected);
-                }
-                Step::TimesOut { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    broker.handle_at(
-                        Event::TimedOut {
-                            id: clients[who].id,
-                        },
-                        now,
-                    );
-                    if clients[who].connected {
-                        expected.timed_out += 1;
-                    }
-                    clients[who].let_go(number + 1, &mut expected);
-                }
-                Step::Refused => {
-                    broker.handle_at(Event::Refused, now);
-                    expected.refused += 1;
-                }
-                Step::Say { who } => {
-                    let Some(sender) = pick(who, &clients) else {
-                        continue;
-                    };
-                    number += 1;
-                    expected.messages_in += 1;
-                    // What the rules say must happen to every other client, decided beforehand.
-                    let mut delivered_to = Vec::new();
-                    let mut let_go = Vec::new();
-                    for (index, client) in clients.iter_mut().enumerate() {
-                        if index == sender || !client.connected {
-                            continue;
-                        }
-                        if client.rx.is_none() {
-                            let_go.push(index); // its writer has ended
-                        } else if client.waiting() < client.capacity {
-                            client.full_since = None;
-                            delivered_to.push(index);
-                        } else {
-                            expected.dropped += 1;
-                            let since = *client.full_since.get_or_insert(now);
-                            if now.saturating_duration_since(since) >= STALL_LIMIT {
-                                expected.timed_out += 1;
-                                let_go.push(index); // full for the whole stall limit
-                            }
-                        }
-                    }
-                    let before: Vec<usize> = clients.iter().map(Client::waiting).collect();
-                    let message = Message::text(format!("{sender}:{number}"));
-                    let from = clients[sender].id;
-                    broker.handle_at(Event::Message { from, message }, now);
-                    expected.deliveries += delivered_to.len() as u64;
-                    for index in delivered_to {
-                        assert_eq!(
-                            clients[index].waiting(),
-                            before[index] + 1,
-                            "client {index} had room: message {number} should be in its queue"
-                        );
-                    }
-                    for index in let_go {
-                        clients[index].let_go(number, &mut expected);
-                    }
-                }
-                Step::Read { who, count } => {
-                    let Some(reader) = pick(who, &clients) else {
-                        continue;
-                    };
-                    let client = &mut clients[reader];
-                    for _ in 0..count {
-                        let Some(rx) = client.rx.as_mut() else { break };
-                        match rx.try_recv() {
-                            Ok(message) => {
-                                let (sender, got) = parse(&message);
-                                assert_ne!(
-                                    sender, reader,
-                                    "client {reader} got its own message {got}"
-                                );
-                                if let Some(gone_from) = client.gone_from {
-                                    assert!(
-                                        got < gone_from,
-                                        "client {reader} got message {got}, sent after it was let go"
-                                    );
-                                }
-                                let last = client.last_from.insert(sender, got);
-                                assert!(
-                                    last.is_none_or(|last| last < got),
-                                    "client {reader} got {sender}'s message {got} after {last:?}"
-                                );
-                            }
-                            Err(TryRecvError::Empty) => {
-                                assert!(
-                                    client.connected,
-                                    "client {reader} was let go: its empty queue should be closed"
-                                );
-                                break;
-                            }
-                            Err(TryRecvError::Disconnected) => {
-                                assert!(
-                                    !client.connected,
-                                    "client {reader}'s queue was closed while it was connected"
-                                );
-                                break;
-                            }
-                        }
-                    }
-                }
-                Step::WriterEnds { who } => {
-                    let Some(who) = pick(who, &clients) else {
-                        continue;
-                    };
-                    clients[who].rx = None;
-                }
-                Step::Wait { millis } => now += Duration::from_millis(millis),
-                Step::Stats => {
-                    let (reply, mut answer) = oneshot::channel();
-                    broker.handle_at(Event::Stats { reply }, now);
-                    assert_eq!(
-                        answer.try_recv().ok(),
-                        Some(broker.stats()),
-                        "a stats request should be answered at once"
-                    );
-                }
-            }
-            // After every step: the counts agree with the model, and no queue holds more than
-            // its capacity (a bounded channel cannot; this would catch an unbounded one).
-            expected.connections = clients.iter().filter(|client| client.connected).count() as u64;
-            assert_eq!(
-                broker.stats(),
-                expected,
-                "the counts should follow what happened"
-            );
-            for (index, client) in clients.iter().enumerate() {
-                assert!(
-                    client.waiting() <= client.capacity,
-                    "client {index} has {} messages waiting, over its capacity of {}",
-                    client.waiting(),
-                    client.capacity
-                );
-            }
-        }
-    }
-
-    // ANCHOR: property
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-        /// Whatever happens, in whatever order: no panic, no echo, no queue over its capacity, no
-        /// message lost for a client that had room, nothing sent to a client after it was let go,
-        /// each sender's order kept, a client stuck for the stall limit let go, and exact counts.
-        #[test]
-        fn the_broker_keeps_its_promises(steps in proptest::collection::vec(step(), 1..120)) {
-            run_steps(steps);
-        }
-    }
-    // ANCHOR_END: property
-}
-// ANCHOR_END: model

@@ -11,7 +11,8 @@ fn main() -> std::process::ExitCode {
             stage_tests::bounded::SCENARIOS,
             stage_tests::shutdown::SCENARIOS,
             stage_tests::stats::SCENARIOS,
-            stage_tests::hardening::SCENARIOS,
+            stage_tests::limits::SCENARIOS,
+            stage_tests::timeouts::SCENARIOS,
             stage_tests::throughput::SCENARIOS,
         ],
     )

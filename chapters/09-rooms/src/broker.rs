@@ -1,4 +1,4 @@
-//! The broker: one task that owns the map of connections, and now the rooms and the names.
+//! The broker: one task that owns the map of connected clients, and now the rooms and the names.
 //!
 //! Nobody else touches the maps, so they need no `Mutex`: connections talk to the broker by
 //! sending it [`Event`]s over a channel, and the broker handles them one at a time, in the order
@@ -41,7 +41,6 @@ use crate::{
 // What each command does to the maps: see commands.rs.
 mod commands;
 
-// ANCHOR: types
 /// Names one connection for as long as the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(u64);
@@ -111,13 +110,11 @@ pub struct Stats {
     /// `--write-timeout`, a queue full for that long, or nothing heard for `--idle-timeout`.
     pub timed_out: u64,
 }
-// ANCHOR_END: types
 
-// ANCHOR: run
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
-/// itself, whose end `serve` watches for. At most `capacity` events wait for the broker; a reader
-/// that finds the queue full waits for room. A client whose queue stays full for `stall_limit` is
-/// let go.
+/// itself, whose end `serve` watches for (⑥). At most `capacity` events wait for the broker; a
+/// reader that finds the queue full waits for room. A client whose queue stays full for
+/// `stall_limit` is let go (⑪).
 pub fn spawn(capacity: usize, stall_limit: Duration) -> (mpsc::Sender<Event>, JoinHandle<()>) {
     let (events, events_rx) = mpsc::channel(capacity);
     let task = tokio::spawn(run(events_rx, stall_limit));
@@ -133,12 +130,10 @@ pub async fn run(mut events: mpsc::Receiver<Event>, stall_limit: Duration) {
         broker.handle(event);
     }
 }
-// ANCHOR_END: run
 
-// ANCHOR: broker
 /// What the broker keeps for one client.
 #[derive(Debug)]
-struct Connection {
+struct Client {
     outbox: Outbox,
     /// Messages this client has missed since it last had room in its queue (for the log).
     missed: u64,
@@ -159,10 +154,10 @@ pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
 // ANCHOR: state
 /// The broker's state: every connected client, the rooms and the names, and the counts. The
 /// three maps say the same thing three ways, and `handle` keeps them in step: every client is in
-/// `connections`, in the members of exactly its `room`, and in `names` under its nick's key.
+/// `clients`, in the members of exactly its `room`, and in `names` under its nick's key.
 #[derive(Debug)]
 pub struct Broker {
-    connections: HashMap<ConnId, Connection>,
+    clients: HashMap<ConnId, Client>,
     /// Room → its members. The lobby is always here; another room goes with its last member.
     /// Sorted, so that `/rooms` lists them in order.
     rooms: BTreeMap<Room, BTreeSet<ConnId>>,
@@ -195,7 +190,7 @@ impl Broker {
     /// `stall_limit`.
     pub fn new(stall_limit: Duration) -> Broker {
         Broker {
-            connections: HashMap::new(),
+            clients: HashMap::new(),
             rooms: BTreeMap::from([(Room::lobby(), BTreeSet::new())]),
             names: HashMap::new(),
             guests: 0,
@@ -221,12 +216,10 @@ impl Broker {
                 // Dropping the outbox ends that connection's writer.
                 self.remove(id, now);
             }
-            // ANCHOR: stats
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
             }
-            // ANCHOR_END: stats
             Event::Message { from, message } => {
                 self.counts.messages_in = self.counts.messages_in.saturating_add(1);
                 match &message {
@@ -256,7 +249,7 @@ impl Broker {
         let lobby = Room::lobby();
         self.names.insert(nick.key(), id);
         self.rooms.entry(lobby.clone()).or_default().insert(id);
-        let connection = Connection {
+        let client = Client {
             outbox,
             missed: 0,
             full_since: None,
@@ -264,7 +257,7 @@ impl Broker {
             nick: nick.clone(),
             room: lobby.clone(),
         };
-        self.connections.insert(id, connection);
+        self.clients.insert(id, client);
         self.announce(
             id,
             Body::Joined {
@@ -297,7 +290,7 @@ impl Broker {
         let mut pending = vec![id];
         let mut found = false;
         while let Some(next) = pending.pop() {
-            let Some(gone) = self.connections.remove(&next) else {
+            let Some(gone) = self.clients.remove(&next) else {
                 continue;
             };
             found |= next == id;
@@ -337,10 +330,10 @@ impl Broker {
 
     /// The other members of `id`'s room.
     fn room_mates(&self, id: ConnId) -> Vec<ConnId> {
-        let Some(connection) = self.connections.get(&id) else {
+        let Some(client) = self.clients.get(&id) else {
             return Vec::new();
         };
-        let mut members = self.members(&connection.room);
+        let mut members = self.members(&client.room);
         members.retain(|member| *member != id);
         members
     }
@@ -365,7 +358,7 @@ impl Broker {
     }
     // ANCHOR_END: send
 
-    // ANCHOR: forward
+    // ANCHOR: deliver
     /// Offers `message` to each of `to`, without waiting for any, and returns those that are
     /// gone: their writer has ended, or their queue has been full for the stall limit. Each
     /// rendering of the message is made once, for the first recipient that needs it.
@@ -376,10 +369,10 @@ impl Broker {
         };
         let mut gone = Vec::new();
         for id in to {
-            let Some(connection) = self.connections.get_mut(id) else {
+            let Some(client) = self.clients.get_mut(id) else {
                 continue;
             };
-            let message = match (&mut payloads, raw, connection.wire) {
+            let message = match (&mut payloads, raw, client.wire) {
                 (Some(payloads), _, wire) => payloads.for_wire(wire),
                 (None, Some(raw), Wire::WebSocket) => raw.clone(),
                 // A terminal cannot show binary data: it gets none.
@@ -387,34 +380,34 @@ impl Broker {
             };
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
-            match connection.outbox.try_send(message) {
+            match client.outbox.try_send(message) {
                 Ok(()) => {
                     if counted {
                         self.counts.deliveries = self.counts.deliveries.saturating_add(1);
                     }
-                    connection.full_since = None;
-                    if connection.missed > 0 {
-                        tracing::info!(%id, missed = connection.missed, "client caught up");
-                        connection.missed = 0;
+                    client.full_since = None;
+                    if client.missed > 0 {
+                        tracing::info!(%id, missed = client.missed, "client caught up");
+                        client.missed = 0;
                     }
                 }
                 // ④ Full: this client reads more slowly than the others talk. Waiting for room
                 // would make every other client wait for it too, and keeping the message for later
                 // is the unbounded queue again. So this client alone misses this message.
                 Err(TrySendError::Full(_)) => {
-                    if connection.missed == 0 {
+                    if client.missed == 0 {
                         tracing::warn!(%id, "client is not keeping up: dropping messages for it");
                     }
-                    connection.missed = connection.missed.saturating_add(1);
+                    client.missed = client.missed.saturating_add(1);
                     if counted {
                         self.counts.dropped = self.counts.dropped.saturating_add(1);
                     }
-                    // ⑥ Full for too long: this client has not taken a message for the whole
+                    // ⑪ Full for too long: this client has not taken a message for the whole
                     // stall limit, and everything sent meanwhile was lost on it. Letting it go
                     // drops its outbox, so its writer ends and the client hears Close 1011.
-                    let full_since = *connection.full_since.get_or_insert(now);
+                    let full_since = *client.full_since.get_or_insert(now);
                     if now.saturating_duration_since(full_since) >= self.stall_limit {
-                        tracing::warn!(%id, missed = connection.missed, "client stopped reading: letting it go");
+                        tracing::warn!(%id, missed = client.missed, "client stopped reading: letting it go");
                         self.counts.timed_out = self.counts.timed_out.saturating_add(1);
                         gone.push(*id);
                     }
@@ -425,34 +418,29 @@ impl Broker {
         }
         gone
     }
-    // ANCHOR_END: forward
+    // ANCHOR_END: deliver
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.connections.len()
+        self.clients.len()
     }
 
     /// Whether no client is connected.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
+        self.clients.is_empty()
     }
 
     /// The counts as they are now.
     pub fn stats(&self) -> Stats {
-        let named = self
-            .connections
-            .values()
-            .filter(|c| !c.nick.is_guest())
-            .count();
+        let named = self.clients.values().filter(|c| !c.nick.is_guest()).count();
         Stats {
-            connections: self.connections.len() as u64,
+            connections: self.clients.len() as u64,
             rooms: self.rooms.len() as u64,
             named: named as u64,
             ..self.counts
         }
     }
 }
-// ANCHOR_END: broker
 
 // Tests may panic (that is how they fail) and may count without care.
 #[cfg(test)]
@@ -708,7 +696,7 @@ mod tests {
         broker.handle(Event::Stats { reply });
     }
 
-    /// ⑥ A client whose queue stays full for the stall limit is let go at the next message it
+    /// ⑪ A client whose queue stays full for the stall limit is let go at the next message it
     /// misses; a queue that was full for less than that only costs messages.
     #[test]
     fn a_client_full_for_the_stall_limit_is_let_go() {
@@ -746,7 +734,7 @@ mod tests {
         );
     }
 
-    /// ⑥ Room found even once starts the count again: a client that reads slowly but reads is
+    /// ⑪ Room found even once starts the count again: a client that reads slowly but reads is
     /// not let go.
     #[test]
     fn room_in_the_queue_resets_the_stall_clock() {

@@ -91,7 +91,7 @@ async fn page() -> Html<String> {
 /// is already in the map: it gets every message sent after that moment.
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     todo!(
-        "Done when: a client is in the broker's map before its handshake is answered, so it gets everything sent once its connection is open; 503 once the broker has stopped. Tests: `broadcast::a_late_joiner_gets_only_what_is_sent_after_it_joined`, `broadcast::a_lone_client_hears_nothing`."
+        "Done when: a client is in the broker's map before its handshake is answered, so it gets everything sent once its connection is open. Tests: `broadcast::a_late_joiner_gets_only_what_is_sent_after_it_joined`, `broadcast::delivers_to_every_other_client`."
     )
 }
 

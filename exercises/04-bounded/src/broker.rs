@@ -4,7 +4,7 @@
 // leave it as it is. `cargo workshop check 04` runs the stage tests,
 // `cargo workshop hint 04` gives a hint, `cargo workshop reset 04` starts over.
 
-//! The broker: one task that owns the map of connections.
+//! The broker: one task that owns the map of connected clients.
 //!
 //! Nobody else touches the map, so it needs no `Mutex`: connections talk to the broker by sending
 //! it [`Event`]s over a channel, and the broker handles them one at a time, in the order they
@@ -75,7 +75,7 @@ pub async fn run(mut events: mpsc::Receiver<Event>) {
 
 /// What the broker keeps for one client.
 #[derive(Debug)]
-struct Connection {
+struct Client {
     outbox: Outbox,
     /// Messages this client has missed since it last had room in its queue (for the log).
     missed: u64,
@@ -84,7 +84,7 @@ struct Connection {
 /// The broker's state: every connected client's outbox.
 #[derive(Debug, Default)]
 pub struct Broker {
-    connections: HashMap<ConnId, Connection>,
+    clients: HashMap<ConnId, Client>,
     /// Messages not delivered to some client because its queue was full, since the start.
     dropped: u64,
 }
@@ -95,14 +95,13 @@ impl Broker {
     pub fn handle(&mut self, event: Event) {
         match event {
             Event::Join { id, outbox } => {
-                self.connections
-                    .insert(id, Connection { outbox, missed: 0 });
+                self.clients.insert(id, Client { outbox, missed: 0 });
             }
             Event::Leave { id } => {
                 // Removing an id that is not there is fine: `remove` just returns `None`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                self.connections.remove(&id);
+                self.clients.remove(&id);
             }
             Event::Message { from, message } => self.forward(from, &message),
         }
@@ -117,12 +116,12 @@ impl Broker {
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.connections.len()
+        self.clients.len()
     }
 
     /// Whether no client is connected.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
+        self.clients.is_empty()
     }
 
     /// How many messages were dropped for clients whose queue was full, since the start.

@@ -101,13 +101,13 @@ struct AppState {
     /// Cancelled when the server starts shutting down. Every connection watches it.
     stopping: CancellationToken,
     /// Every connection's task, so `serve` can wait for them to finish.
-    connections: TaskTracker,
+    tasks: TaskTracker,
 }
 
 /// The routes: the browser page at `/`, the WebSocket at `/ws`, the broker's counts at `/stats`.
-/// Connections close when `stopping` is cancelled and are tracked by `connections`. Starts the
+/// Connections close when `stopping` is cancelled and are tracked by `tasks`. Starts the
 /// broker, so it must be called inside a tokio runtime.
-pub fn app(config: Config, stopping: CancellationToken, connections: TaskTracker) -> Router {
+pub fn app(config: Config, stopping: CancellationToken, tasks: TaskTracker) -> Router {
     let events = broker::spawn(config.queue_capacity);
     Router::new()
         .route("/", get(page))
@@ -117,7 +117,7 @@ pub fn app(config: Config, stopping: CancellationToken, connections: TaskTracker
             config,
             events,
             stopping,
-            connections,
+            tasks,
         })
 }
 
@@ -129,8 +129,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let stopping = CancellationToken::new();
-    let connections = TaskTracker::new();
-    let app = app(config, stopping.clone(), connections.clone());
+    let tasks = TaskTracker::new();
+    let app = app(config, stopping.clone(), tasks.clone());
     let signal = stopping.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -178,8 +178,8 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     })
     .on_upgrade(move |socket| {
         // Tracked, so that `serve` can wait for this connection to finish when shutting down.
-        let connections = state.connections.clone();
-        connections.track_future(connection(socket, id, outbox_rx, state))
+        let tasks = state.tasks.clone();
+        tasks.track_future(connection(socket, id, outbox_rx, state))
     })
 }
 
@@ -278,7 +278,7 @@ mod tests {
             config: Config::parse_from(["test"]),
             events,
             stopping: CancellationToken::new(),
-            connections: TaskTracker::new(),
+            tasks: TaskTracker::new(),
         };
         let app = Router::new().route("/ws", get(upgrade)).with_state(state);
         let listener = TcpListener::bind("127.0.0.1:0")

@@ -18,30 +18,23 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, error::ErrorKind};
+use clap::error::ErrorKind;
 use ex09_rooms::{Config, serve};
 
-/// Fan-out chapter 09: rooms: names, rooms, private messages and commands, for browsers and plain TCP clients.
-#[derive(Parser)]
-#[command(version)]
-struct Cli {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
-    addr: String,
-    #[command(flatten)]
-    config: Config,
-}
+/// The line `--help` starts with.
+const ABOUT: &str = "Fan-out chapter 09: rooms: names, rooms, private messages and commands, for browsers and plain TCP clients";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: Cli = fanout_kit::parse_flags();
+    let mut command = fanout_kit::chapter_command!(Config, ABOUT);
+    let cli = fanout_kit::parse_chapter_flags::<Config>(command.clone());
     // Flags that clap cannot check one by one are checked before binding, so a mistake is an
     // error like any other bad flag (exit code 2), not a server that starts and stops.
     if let Err(err) = cli.config.idle_timeout() {
-        fanout_kit::exit_on_flag_error(Cli::command().error(ErrorKind::ArgumentConflict, err));
+        fanout_kit::exit_on_flag_error(command.error(ErrorKind::ArgumentConflict, err));
     }
     if let Err(err) = cli.config.queue_budget() {
-        fanout_kit::exit_on_flag_error(Cli::command().error(ErrorKind::ArgumentConflict, err));
+        fanout_kit::exit_on_flag_error(command.error(ErrorKind::ArgumentConflict, err));
     }
     fanout_kit::run(&cli.addr, |listener| {
         serve(listener, cli.config, fanout_kit::shutdown_signal())

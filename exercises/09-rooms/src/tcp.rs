@@ -40,8 +40,9 @@ use tokio_util::{
 };
 
 use crate::{
-    AppState, BATCH_LIMIT, CLOSE_TIMEOUT,
+    AppState, CLOSE_TIMEOUT,
     broker::{ConnId, Event},
+    connection::BATCH_LIMIT,
     message::Wire,
     outbox::{self, Inbox, payload_size},
 };
@@ -109,8 +110,8 @@ pub(crate) async fn accept(listener: TcpListener, state: AppState, done: Cancell
                 }
             },
         };
-        let connections = state.connections.clone();
-        connections.spawn(welcome(socket, state.clone()));
+        let tasks = state.tasks.clone();
+        tasks.spawn(welcome(socket, state.clone()));
     }
 }
 
@@ -125,7 +126,7 @@ async fn welcome(mut socket: TcpStream, state: AppState) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write_all(refusal.as_bytes())).await;
         return;
     };
-    // ⑬ As for the WebSockets: each flush leaves at once (see `NO_DELAY`).
+    // ⑯ As for the WebSockets: each flush leaves at once (see `NO_DELAY`).
     if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
         tracing::debug!(%err, "cannot set TCP_NODELAY");
     }

@@ -1,7 +1,7 @@
 //! `bench`: the benchmark table, in one command.
 //!
 //! ```text
-//! cargo run --release -p fanout-load --bin bench -- --chapters 03-broker,04-bounded,06-hardening
+//! cargo run --release -p fanout-load --bin bench -- --chapters 03-broker,04-bounded,07-timeouts
 //! ```
 //!
 //! Builds the chapters' release binaries, runs every scenario against each (a fresh server for
@@ -22,7 +22,7 @@ use fanout_load::{
     about = "Runs the benchmark scenarios against Fan-out chapters and keeps the results"
 )]
 struct Args {
-    /// The chapters to measure, comma-separated, e.g. 03-broker,04-bounded,06-hardening.
+    /// The chapters to measure, comma-separated, e.g. 03-broker,04-bounded,07-timeouts.
     #[arg(long, value_delimiter = ',', required = true)]
     chapters: Vec<String>,
     /// The scenarios, comma-separated: s1, s2, s2-400, s3, stall, idle [default: all].
@@ -34,7 +34,7 @@ struct Args {
     /// Where the figures and the table go [default: the results file's folder].
     #[arg(long)]
     figures: Option<PathBuf>,
-    /// Extra flags for one chapter's server, as CHAPTER=FLAGS (repeatable), e.g. '06-hardening=--queue-capacity 512'.
+    /// Extra flags for one chapter's server, as CHAPTER=FLAGS (repeatable), e.g. '07-timeouts=--queue-capacity 512'.
     #[arg(long, value_name = "CHAPTER=FLAGS")]
     server_flags: Vec<String>,
     /// Override every scenario's duration (e.g. 3s for a quick look).

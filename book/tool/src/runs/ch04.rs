@@ -262,8 +262,8 @@ async fn send_await(ctx: Ctx) -> Result<Transcript> {
                 ("broker.rs", "    fn forward(&mut self,", "    async fn forward(&mut self,"),
                 (
                     "broker.rs",
-                    "connection.outbox.try_send(message.clone())",
-                    "connection.outbox.send(message.clone()).await.map_err(|closed| TrySendError::Closed(closed.0))",
+                    "client.outbox.try_send(message.clone())",
+                    "client.outbox.send(message.clone()).await.map_err(|closed| TrySendError::Closed(closed.0))",
                 ),
             ],
         )

@@ -22,12 +22,12 @@ use super::{
 const BURSTS: usize = 5;
 
 /// The chapter the burst is shown failing on: the one this chapter starts from.
-pub const BEFORE: &str = "ch06-hardening";
+pub const BEFORE: &str = "ch07-timeouts";
 
 pub const RUNS: &[Run] = &[
     Run {
         name: "08-burst",
-        about: "one client sends 1,000 messages of 256 bytes at once to one that reads everything, on chapter 06-hardening and on chapter 08",
+        about: "one client sends 1,000 messages of 256 bytes at once to one that reads everything, on chapter 07 and on chapter 08",
         measures: true,
         go: |ctx| Box::pin(burst_both(ctx)),
     },

@@ -16,7 +16,7 @@ impl Broker {
     // ANCHOR: handle_input
     /// One line from `from`: something to say to its room, or a command.
     pub(super) fn input(&mut self, from: ConnId, line: &str, now: Instant) {
-        let Some(me) = self.connections.get(&from) else {
+        let Some(me) = self.clients.get(&from) else {
             return;
         };
         let (nick, room) = (me.nick.to_string(), me.room.clone());
@@ -43,7 +43,7 @@ impl Broker {
     /// Carries out a command for `from`. Every refusal is an error to `from` alone, and changes
     /// nothing.
     fn execute(&mut self, from: ConnId, command: Command, now: Instant) {
-        let Some(me) = self.connections.get(&from) else {
+        let Some(me) = self.clients.get(&from) else {
             return;
         };
         let (nick, room) = (me.nick.clone(), me.room.clone());
@@ -78,7 +78,7 @@ impl Broker {
                 }
                 Some(recipient) => {
                     let to = self
-                        .connections
+                        .clients
                         .get(&recipient)
                         .map_or(to, |them| them.nick.clone());
                     let body = Body::Private {
@@ -114,7 +114,7 @@ impl Broker {
                 );
                 // The writer sends this Close (a terminal's writer just hangs up), and then finds
                 // its queue closed by `remove`: it is done.
-                if let Some(me) = self.connections.get(&from) {
+                if let Some(me) = self.clients.get(&from) {
                     let bye = CloseFrame {
                         code: close_code::NORMAL,
                         reason: "bye".into(),
@@ -137,7 +137,7 @@ impl Broker {
             let text = format!("the name {new} is taken");
             return self.tell(from, Body::Error { text }, now);
         }
-        let Some(me) = self.connections.get_mut(&from) else {
+        let Some(me) = self.clients.get_mut(&from) else {
             return;
         };
         if me.nick == new {
@@ -163,7 +163,7 @@ impl Broker {
     /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
     fn move_to(&mut self, from: ConnId, target: Room, now: Instant) {
         // ANCHOR: exercise-move_to
-        let Some(me) = self.connections.get_mut(&from) else {
+        let Some(me) = self.clients.get_mut(&from) else {
             return;
         };
         let old = std::mem::replace(&mut me.room, target.clone());
@@ -191,7 +191,7 @@ impl Broker {
 
     /// Tells `id` who and where it is, and who is there with it.
     pub(super) fn welcome(&mut self, id: ConnId, now: Instant) {
-        let Some(me) = self.connections.get(&id) else {
+        let Some(me) = self.clients.get(&id) else {
             return;
         };
         let body = Body::Welcome {
@@ -204,14 +204,14 @@ impl Broker {
 
     /// `/who`: the members of `id`'s room, by name.
     fn who(&mut self, id: ConnId, now: Instant) {
-        let Some(me) = self.connections.get(&id) else {
+        let Some(me) = self.clients.get(&id) else {
             return;
         };
         let room = me.room.clone();
         let mut members: Vec<String> = self
             .members(&room)
             .iter()
-            .filter_map(|member| self.connections.get(member))
+            .filter_map(|member| self.clients.get(member))
             .map(|member| member.nick.to_string())
             .collect();
         members.sort_by_key(|name| name.to_ascii_lowercase());

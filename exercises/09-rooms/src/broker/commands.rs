@@ -21,7 +21,7 @@ use crate::{
 impl Broker {
     /// One line from `from`: something to say to its room, or a command.
     pub(super) fn input(&mut self, from: ConnId, line: &str, now: Instant) {
-        let Some(me) = self.connections.get(&from) else {
+        let Some(me) = self.clients.get(&from) else {
             return;
         };
         let (nick, room) = (me.nick.to_string(), me.room.clone());
@@ -48,7 +48,7 @@ impl Broker {
     /// Carries out a command for `from`. Every refusal is an error to `from` alone, and changes
     /// nothing.
     fn execute(&mut self, from: ConnId, command: Command, now: Instant) {
-        let Some(me) = self.connections.get(&from) else {
+        let Some(me) = self.clients.get(&from) else {
             return;
         };
         let (nick, room) = (me.nick.clone(), me.room.clone());
@@ -83,7 +83,7 @@ impl Broker {
                 }
                 Some(recipient) => {
                     let to = self
-                        .connections
+                        .clients
                         .get(&recipient)
                         .map_or(to, |them| them.nick.clone());
                     let body = Body::Private {
@@ -119,7 +119,7 @@ impl Broker {
                 );
                 // The writer sends this Close (a terminal's writer just hangs up), and then finds
                 // its queue closed by `remove`: it is done.
-                if let Some(me) = self.connections.get(&from) {
+                if let Some(me) = self.clients.get(&from) {
                     let bye = CloseFrame {
                         code: close_code::NORMAL,
                         reason: "bye".into(),
@@ -147,7 +147,7 @@ impl Broker {
 
     /// Tells `id` who and where it is, and who is there with it.
     pub(super) fn welcome(&mut self, id: ConnId, now: Instant) {
-        let Some(me) = self.connections.get(&id) else {
+        let Some(me) = self.clients.get(&id) else {
             return;
         };
         let body = Body::Welcome {
@@ -160,14 +160,14 @@ impl Broker {
 
     /// `/who`: the members of `id`'s room, by name.
     fn who(&mut self, id: ConnId, now: Instant) {
-        let Some(me) = self.connections.get(&id) else {
+        let Some(me) = self.clients.get(&id) else {
             return;
         };
         let room = me.room.clone();
         let mut members: Vec<String> = self
             .members(&room)
             .iter()
-            .filter_map(|member| self.connections.get(member))
+            .filter_map(|member| self.clients.get(member))
             .map(|member| member.nick.to_string())
             .collect();
         members.sort_by_key(|name| name.to_ascii_lowercase());

@@ -95,7 +95,7 @@ impl Chat {
 
     /// The name `who` goes by now.
     fn name(&self, who: usize) -> String {
-        self.broker.connections[&self.id(who)].nick.to_string()
+        self.broker.clients[&self.id(who)].nick.to_string()
     }
 }
 
@@ -613,7 +613,7 @@ fn check_invariants(chat: &Chat, model: &[Modelled]) {
         );
         for member in members {
             assert_eq!(
-                &broker.connections[member].room, room,
+                &broker.clients[member].room, room,
                 "{member} is in {room}'s members"
             );
         }
@@ -622,7 +622,7 @@ fn check_invariants(chat: &Chat, model: &[Modelled]) {
     assert_eq!(in_rooms, live, "every client in exactly one room");
     for (who, modelled) in model.iter().enumerate().filter(|(_, m)| m.connected) {
         let id = chat.id(who);
-        let connection = &broker.connections[&id];
+        let connection = &broker.clients[&id];
         assert_eq!(
             connection.nick.as_str(),
             modelled.name,

@@ -1,0 +1,34 @@
+// Fan-out workshop, exercise 06-limits: generated from chapters/06-limits by `cargo workshop generate`.
+//
+// Nothing to do in this file: it is the finished part of the exercise. Your part is in
+// src/connection.rs, src/lib.rs.
+
+// The binary is a crate of its own: the lints of `lib.rs` are repeated here.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
+use std::process::ExitCode;
+
+use ex06_limits::{Config, serve};
+
+/// The line `--help` starts with.
+const ABOUT: &str = "Fan-out chapter 06: limits: what a stranger may send (message sizes, connections, garbage) is bounded and answered with the right close code, and no panics by construction";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = fanout_kit::chapter_command!(Config, ABOUT);
+    let cli = fanout_kit::parse_chapter_flags::<Config>(command);
+    fanout_kit::run(&cli.addr, |listener| {
+        serve(listener, cli.config, fanout_kit::shutdown_signal())
+    })
+    .await
+}

@@ -1,0 +1,235 @@
+// Fan-out workshop, exercise 07-timeouts: generated from chapters/07-timeouts by `cargo workshop generate`.
+//
+// Your part: replace the 2 `todo!(..)`s in this file with working code. The rest already works;
+// leave it as it is. `cargo workshop check 07` runs the stage tests,
+// `cargo workshop hint 07` gives a hint, `cargo workshop reset 07` starts over.
+
+//! One client's connection: a reader (here) and a writer (a task of its own), and the ways the
+//! connection can end. The numbers are those of the table in the crate's documentation.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    AppState, CLOSE_TIMEOUT,
+    broker::{ConnId, Event},
+};
+
+/// Why a connection ends. Each reason decides the goodbye: the Close frame the client is sent, if
+/// any.
+#[derive(Debug, Clone)]
+pub(crate) enum End {
+    /// The client closed (and has its reply) or vanished: there is nobody to say goodbye to.
+    ClientLeft,
+    /// ⑦ tungstenite refused what the client sent: Close 1002, 1007 or 1009, saying why.
+    Refused(CloseFrame),
+    /// ① ⑤ The broker is gone, or has let this client go (⑪): Close 1011.
+    BrokerGone,
+    /// The server is shutting down: Close 1001.
+    ShuttingDown,
+    /// ⑩ Nothing heard from the client for `--idle-timeout`: Close 1001.
+    Idle,
+    /// ⑨ The client took nothing for `--write-timeout`: it would not take a Close either.
+    Stuck,
+}
+
+impl End {
+    /// The Close frame this ending sends the client: `None` when nobody would read it.
+    fn goodbye(&self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::ClientLeft | End::Stuck => return None,
+            End::Refused(frame) => return Some(frame.clone()),
+            End::BrokerGone => (
+                close_code::ERROR,
+                "the server cannot serve this connection any more",
+            ),
+            End::ShuttingDown => (close_code::AWAY, "the server is shutting down"),
+            End::Idle => (close_code::AWAY, "nothing heard from you for too long"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+}
+
+/// One client's connection, from its handshake to its last frame: the reader runs in
+/// [`Connection::run`], the writer in a task of its own ([`Writer::run`]). It ends in one of the
+/// ways [`End`] lists: the reader sees the client leave or break a rule (⑦), or goes
+/// without a word for too long (⑩); the broker goes (①); the server shuts down (`stopping`);
+/// the writer gives up on the client (⑨, `stuck`) or sees its outbox close (⑤).
+pub(crate) struct Connection {
+    /// Names the client to the broker and in the log.
+    id: ConnId,
+    /// The socket's reading half: what the client sends.
+    stream: SplitStream<WebSocket>,
+    /// The writing half, with everything the writer needs, until `run` starts it.
+    writer: Writer,
+    /// How the reader tells the writer to finish, and why: the writer sends the goodbye.
+    finish: oneshot::Sender<End>,
+    /// Cancelled by the writer when it gives up on the client (⑨).
+    stuck: CancellationToken,
+    /// The flags, the broker's queue and `stopping`, shared by every connection.
+    state: AppState,
+    /// This client's place among `--max-connections`: given back when the connection is dropped.
+    _place: OwnedSemaphorePermit,
+}
+
+/// A connection's writing half: the socket's sink, the outbox the broker fills, and what tells it
+/// to stop.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    /// What the broker sends this client.
+    outbox: mpsc::Receiver<Message>,
+    /// The reader's word to finish, and why.
+    finish: oneshot::Receiver<End>,
+    /// Cancelled here when a write takes longer than `write_timeout` (⑨).
+    stuck: CancellationToken,
+    ping_interval: Duration,
+    write_timeout: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        socket: WebSocket,
+        id: ConnId,
+        outbox: mpsc::Receiver<Message>,
+        state: AppState,
+        place: OwnedSemaphorePermit,
+    ) -> Connection {
+        let (sink, stream) = socket.split();
+        let (finish, finish_rx) = oneshot::channel();
+        let stuck = CancellationToken::new();
+        let writer = Writer {
+            sink,
+            outbox,
+            finish: finish_rx,
+            stuck: stuck.clone(),
+            ping_interval: state.config.ping_interval,
+            write_timeout: state.config.write_timeout,
+        };
+        Connection {
+            id,
+            stream,
+            writer,
+            finish,
+            stuck,
+            state,
+            _place: place,
+        }
+    }
+
+    /// Runs the connection: starts the writer, reads until one of the ways to end comes, tells
+    /// the writer how to finish, and leaves the broker.
+    pub(crate) async fn run(self) {
+        let Connection {
+            id,
+            mut stream,
+            writer,
+            finish,
+            stuck,
+            state,
+            _place,
+        } = self;
+        tracing::info!(%id, "client connected");
+        let writer = tokio::spawn(writer.run());
+        let end = tokio::select! {
+            end = read(&mut stream, id, &state) => end,
+            () = state.stopping.cancelled() => End::ShuttingDown,
+            // ⑨ A client that takes nothing would not take a Close either: just hang up.
+            () = stuck.cancelled() => {
+                tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
+                let _ = state.events.send(Event::TimedOut { id }).await;
+                End::Stuck
+            }
+        };
+        let closing = end.goodbye().is_some();
+        // The writer sends the goodbye, if there is one, and stops. If it has stopped already (its
+        // client is gone), nobody hears this, which is fine.
+        let _ = finish.send(end);
+        if closing {
+            // We are closing: read on until the client answers our Close, which completes the
+            // closing handshake. A client that reads nothing never answers, hence the deadline.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
+        let _ = state.events.send(Event::Leave { id }).await;
+        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
+        let _ = writer.await;
+        tracing::info!(%id, "client disconnected");
+    }
+}
+
+/// Reads until the client goes away, handing each data message to the broker. Returns why the
+/// connection ends.
+async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> End {
+    todo!(
+        "Done when: a peer silent for `--idle-timeout` is closed with 1001 and counted as timed out, one that answers pings stays, and messages and refusals are handled as in chapter 06. Tests: `timeouts::a_peer_that_never_answers_pings_is_dropped_after_the_idle_timeout`, `timeouts::a_client_that_answers_pings_outlives_the_idle_timeout`, `limits::invalid_utf8_is_closed_with_1007_and_never_forwarded`."
+    )
+}
+
+/// The longest reason a Close frame can carry: its payload is at most 125 bytes, 2 of them the code.
+const MAX_REASON: usize = 123;
+
+/// ⑦ Why a connection whose input tungstenite refused ends: Close 1007 for text that is not
+/// UTF-8, 1009 for a message over the limit, 1002 for anything else against RFC 6455 (an unmasked
+/// frame, a reserved bit or opcode, a fragmented Ping, ...). [`End::ClientLeft`] when the
+/// connection itself failed: then there is nobody to tell.
+fn refusal(error: axum::Error, max_message_size: usize) -> End {
+    use tungstenite::error::{Error, ProtocolError};
+    // axum passes tungstenite's error on without naming its type; the type is still there to ask.
+    let Ok(error) = error.into_inner().downcast::<Error>() else {
+        return End::ClientLeft;
+    };
+    let (code, reason) = match *error {
+        Error::Utf8(_) => (close_code::INVALID, "text must be valid UTF-8".to_string()),
+        Error::Capacity(_) => (
+            close_code::SIZE,
+            format!("messages are limited to {max_message_size} bytes"),
+        ),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return End::ClientLeft,
+        Error::Protocol(violation) => {
+            let reason = violation.to_string();
+            let reason = if reason.len() <= MAX_REASON {
+                reason
+            } else {
+                "protocol error".to_string()
+            };
+            (close_code::PROTOCOL, reason)
+        }
+        // I/O errors: the connection is broken, and a Close could not get through anyway.
+        _ => return End::ClientLeft,
+    };
+    End::Refused(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
+impl Writer {
+    /// Writes what arrives in the outbox, and a Ping every `ping_interval`, until the reader says
+    /// to finish, the broker lets go of the outbox (⑤), or a write takes longer than
+    /// `write_timeout` (⑨): then it cancels `stuck`.
+    async fn run(self) {
+        let Writer {
+            mut sink,
+            mut outbox,
+            mut finish,
+            stuck,
+            ping_interval,
+            write_timeout,
+        } = self;
+        todo!(
+            "Done when: a client that takes nothing for `--write-timeout` is given up on and counted, and pings keep their schedule however busy the writer is. Tests: `timeouts::a_client_that_never_reads_is_cut_off_after_the_write_timeout`, `timeouts::a_client_that_answers_pings_outlives_the_idle_timeout`, `shutdown::shutdown_closes_every_client_with_going_away_and_serve_returns`."
+        )
+    }
+}
