@@ -82,8 +82,10 @@ impl Connection {
                             return Ok(());
                         }
                     }
-                    // axum answers pings itself; binary data is not part of the chat.
-                    Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                    // Binary data has no text to parse: it goes to the room as it came.
+                    Some(Ok(data @ Message::Binary(_))) => self.relay(data),
+                    // axum answers pings itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
                 },
                 note = self.receiver.recv() => self.forward(note).await?,
@@ -103,7 +105,7 @@ impl Connection {
     async fn forward(&mut self, note: Result<Note, RecvError>) -> Result<(), Error> {
         let first = match note {
             Ok(note) if note.origin == self.id => return Ok(()),
-            Ok(note) => Message::Text(note.json),
+            Ok(note) => note.message,
             Err(RecvError::Lagged(skipped)) => self.lagged(skipped),
             // Cannot happen while this task holds a sender of the same channel.
             Err(RecvError::Closed) => return Ok(()),
@@ -116,7 +118,7 @@ impl Connection {
         for _ in 1..self.app.batch {
             let next = match self.receiver.try_recv() {
                 Ok(note) if note.origin == self.id => continue,
-                Ok(note) => Message::Text(note.json),
+                Ok(note) => note.message,
                 Err(TryRecvError::Lagged(skipped)) => self.lagged(skipped),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             };
@@ -139,13 +141,21 @@ impl Connection {
         self.socket.send(Message::Text(json(body))).await
     }
 
-    /// Says `body` to my room. No lock: the channel is mine to send into.
+    /// Says `body` to my room.
     fn say(&self, body: Body) {
+        self.relay(Message::Text(json(body)));
+    }
+
+    // ANCHOR: relay
+    /// Puts `message` into my room's channel. No lock: the sender is mine (a clone of the room's).
+    /// An error means nobody is subscribed, not even me: nobody to tell.
+    fn relay(&self, message: Message) {
         let _ = self.sender.send(Note {
             origin: self.id,
-            json: json(body),
+            message,
         });
     }
+    // ANCHOR_END: relay
 
     /// One line from the client.
     async fn input(&mut self, line: &str) -> Result<Flow, Error> {

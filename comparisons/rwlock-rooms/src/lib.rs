@@ -64,7 +64,9 @@ pub const MAX_ROOM_CAPACITY: usize = 1 << 20;
 #[derive(Debug, Clone, clap::Parser)]
 pub struct Config {
     /// How many messages each room's broadcast channel keeps; a receiver further behind skips the oldest (at least 1).
-    #[arg(long, value_name = "MESSAGES", default_value_t = 1024, value_parser = room_capacity)]
+    // Also `--queue-capacity`, the name chapter 09 gives its per-client queues, so that the
+    // `bounded` stage suite can set it: here the room's ring of messages is the only queue.
+    #[arg(long, alias = "queue-capacity", value_name = "MESSAGES", default_value_t = 1024, value_parser = room_capacity)]
     pub room_capacity: usize,
     /// Send up to this many waiting messages per flush (1: every message flushed on its own, as such code usually does).
     #[arg(long, value_name = "MESSAGES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]

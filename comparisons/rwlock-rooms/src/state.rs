@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
 use ch09_rooms::{
     message::{Body, ChatMessage, RoomCount},
     names::{Nick, NickKey, Room},
@@ -20,11 +20,12 @@ pub type ConnId = u64;
 
 // ANCHOR: note
 /// What goes through a room's channel: one message, serialized once, and who caused it. Every
-/// receiver gets a clone (a reference count, not a copy of the bytes) and skips its own.
+/// receiver gets a clone (a reference count, not a copy of the bytes) and skips its own. The
+/// message is a chat object, or binary data relayed as it came, as chapter 09 relays it.
 #[derive(Debug, Clone)]
 pub struct Note {
     pub origin: ConnId,
-    pub json: Utf8Bytes,
+    pub message: Message,
 }
 // ANCHOR_END: note
 
@@ -103,7 +104,7 @@ impl State {
             // An error means nobody is subscribed: nobody to tell.
             let _ = entry.sender.send(Note {
                 origin,
-                json: json(body),
+                message: Message::Text(json(body)),
             });
         }
     }
@@ -337,6 +338,9 @@ mod tests {
         assert_eq!(own.origin, 1, "and alice's task skips it");
         let note = rx.try_recv().expect("alice hears of bob");
         assert_eq!(note.origin, 2);
-        assert!(note.json.as_str().contains(r#""kind":"joined""#));
+        let Message::Text(text) = note.message else {
+            panic!("a notice is text: {note:?}");
+        };
+        assert!(text.as_str().contains(r#""kind":"joined""#));
     }
 }
