@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
@@ -30,6 +30,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary a_terminal_cannot_forge_lines_for_another_terminal,
     @binary terminal_clients_count_against_the_connection_limit,
     @binary quit_closes_a_terminal_connection,
+    @binary a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back,
     @binary tcp_is_off_unless_asked_for,
 ];
 
@@ -297,6 +298,43 @@ async fn quit_closes_a_terminal_connection(target: Target) {
     let stderr = server.stderr();
     assert!(finished, "the server should log the disconnect:\n{stderr}");
     assert!(!stderr.contains("panicked"), "no panic, ever:\n{stderr}");
+}
+
+/// A terminal client that stops reading (its receive buffer small and full) is cut off after
+/// `--write-timeout`, as a browser would be, and `/stats` counts it timed out; meanwhile a
+/// browser in the same room receives every one of 8 MiB of messages, in order.
+async fn a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back(target: Target) {
+    const SIZE: usize = 16 << 10;
+    const COUNT: usize = (8 << 20) / SIZE;
+    let (server, addr) = start(&target, &["--write-timeout", "500ms"]).await;
+    let [mut alice, mut bob] = ChatClient::everyone_url(&ws_url(&server), ["alice", "bob"]).await;
+    let mut stalled = crate::connect_with_receive_buffer(addr, "stalled", 4096).await;
+    alice.expect("joined").await;
+    bob.expect("joined").await;
+    for number in 0..COUNT {
+        let text = format!("{number:06}{}", ".".repeat(SIZE - 6));
+        alice.send(&text).await;
+        // The stalled client's leaving may come in between: a notice, passed over.
+        let chat = bob.expect_past_notices("chat").await;
+        assert!(
+            field(&chat, "text").starts_with(&format!("{number:06}")),
+            "bob should receive message {number} in order"
+        );
+    }
+    let timed_out = crate::wait_until(
+        WAIT,
+        || async { http::get(server.addr, "/stats").await.body },
+        |body: &String| body.contains("\"timed_out\":1"),
+    )
+    .await;
+    assert!(
+        timed_out.is_ok(),
+        "the stalled terminal should be cut off: {timed_out:?}"
+    );
+    // What it never read is still in its socket; after that, the server has closed it.
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the stalled terminal's connection should end");
 }
 
 /// Without `--tcp` no TCP port is opened (no `tcp listening on` line), and `--help` describes

@@ -512,7 +512,6 @@ mod tests {
         );
     }
 
-    // ANCHOR: shared
     /// A message is not copied for each client: every queue holds the same payload, one
     /// allocation shared by reference counting, however many clients it goes to.
     #[test]
@@ -538,7 +537,6 @@ mod tests {
             );
         }
     }
-    // ANCHOR_END: shared
 
     /// Leaving twice, or leaving with an id the broker never saw, changes nothing and does not panic.
     #[test]

@@ -27,7 +27,6 @@ pub struct Config {
     /// How often the writer pings the client, whatever else it writes (e.g. 30s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub ping_interval: Duration,
-    // ANCHOR: queue_flags
     // Why 1024: the count is the backstop now, `--queue-bytes` the bound that matters (see
     // `outbox.rs`). 1024 lets a burst of a thousand chat messages wait for one client, which is
     // what several people pasting at once look like; a count can only go this high because the
@@ -45,7 +44,6 @@ pub struct Config {
     /// How many bytes of messages may wait for one client before messages for it are dropped (e.g. 1MiB; at least --max-message-size, at most 1GiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = queue_bytes)]
     pub queue_bytes: usize,
-    // ANCHOR_END: queue_flags
     // Why 64 KiB: a chat message, even a long paste, is a few kilobytes; 64 KiB leaves room for
     // much more and still keeps what one client can make us hold per message small.
     /// The largest message a client may send, in bytes or with a unit (1024, 64KiB, 1MiB; at most 16MiB); a bigger one ends its connection with Close 1009.

@@ -249,16 +249,13 @@ fn refusal(error: axum::Error, max_message_size: usize) -> End {
     })
 }
 
-// ANCHOR: batch_limit
 /// ⑬ The most messages the writer takes from its queue for one write. Taking everything queued
 /// is what makes a slow moment cheap to catch up from: one flush, often one system call, for all
 /// of it. The limit bounds the vector the writer keeps them in (64 messages are 3 KiB of
 /// `Message`s; the payloads are shared, see `outbox.rs`), and a few writes of 64 cost about what
 /// one write of 256 costs.
 pub(crate) const BATCH_LIMIT: usize = 64;
-// ANCHOR_END: batch_limit
 
-// ANCHOR: write
 impl Writer {
     /// Writes what arrives in the outbox, and a Ping every `ping_interval`, until the reader says
     /// to finish, the broker lets go of the outbox (⑤), or a write takes longer than
@@ -329,9 +326,7 @@ impl Writer {
         }
     }
 }
-// ANCHOR_END: write
 
-// ANCHOR: send_batch
 /// ⑬ Sends every message in `batch`, in order, and empties it. `feed` only hands a message to
 /// tungstenite, which frames it into its write buffer (and writes to the socket whenever that
 /// buffer passes its size); `flush` writes out the rest and waits until the socket has taken it
@@ -345,4 +340,3 @@ async fn send_batch(
     }
     sink.flush().await
 }
-// ANCHOR_END: send_batch

@@ -263,14 +263,12 @@ async fn serve_with_broker_task(
 /// it, the loop would spin on the same error as fast as the CPU allows.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-// ANCHOR: nodelay
 /// ⑯ Whether to switch off Nagle's algorithm on every connection. With it on (the default for a
 /// TCP socket), the kernel holds back a small write while an earlier one is still waiting for its
 /// acknowledgement, and the client's kernel may wait up to 40 ms before it acknowledges: a
 /// small batch can sit in the kernel for that long. Our writer already gathers what it has into
 /// one flush, so there is nothing for the kernel to gather: each flush should leave at once.
 pub(crate) const NO_DELAY: bool = true;
-// ANCHOR_END: nodelay
 
 /// Accepts connections until `shutdown` resolves (`Ok`) or the broker ends (`Err`), and serves
 /// each one with hyper, as `axum::serve` does, plus what `axum::serve` does not offer: ⑫ a
@@ -396,7 +394,6 @@ async fn take_place(state: &AppState) -> Result<OwnedSemaphorePermit, Response> 
     Ok(place)
 }
 
-// ANCHOR: buffer_sizes
 /// ⑮ What each connection reads the socket into. tungstenite's default, 128 KiB, is allocated
 /// when the connection opens and kept for as long as it stays open, even by a client that never
 /// says a word: that was most of what a connection cost until chapter 07. A chat message is far
@@ -410,7 +407,6 @@ pub const READ_BUFFER_SIZE: usize = 4 << 10;
 /// KiB. 16 KiB is a few hundred small messages per system call, and what fits in a socket's send
 /// buffer at once.
 pub const WRITE_BUFFER_SIZE: usize = 16 << 10;
-// ANCHOR_END: buffer_sizes
 
 /// A plain HTTP request to `/ws` is refused by the extractor (a 4xx). A WebSocket handshake joins
 /// the broker *before* the handshake response goes out, so a client that sees its connection open
@@ -437,11 +433,9 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     let limit = state.config.max_message_size;
     ws.max_message_size(limit)
         .max_frame_size(limit.saturating_mul(config::FRAME_LIMIT_FACTOR))
-        // ANCHOR: buffers
         // ⑮ tungstenite's defaults suit one busy connection, not thousands of quiet ones.
         .read_buffer_size(READ_BUFFER_SIZE)
         .write_buffer_size(WRITE_BUFFER_SIZE)
-        // ANCHOR_END: buffers
         .on_failed_upgrade(move |_| {
             // This callback cannot wait for room in the broker's queue, so a task does the waiting.
             tokio::spawn(async move {

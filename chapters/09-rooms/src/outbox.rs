@@ -23,7 +23,6 @@ use tokio::sync::mpsc::{
     error::{TryRecvError, TrySendError},
 };
 
-// ANCHOR: size
 /// The bytes a queued message counts for: its payload. The payload is shared by every client's
 /// queue it is in (cloning a `Message` clones a reference to it, see `forward`), so the budgets
 /// of all queues together are an upper bound of what they hold.
@@ -34,9 +33,7 @@ pub fn payload_size(message: &Message) -> usize {
         Message::Close(_) => 0,
     }
 }
-// ANCHOR_END: size
 
-// ANCHOR: types
 /// The broker's end of a connection's queue.
 #[derive(Debug)]
 pub struct Outbox {
@@ -66,9 +63,7 @@ pub fn outbox(capacity: usize, budget: usize) -> (Outbox, Inbox) {
     };
     (outbox, Inbox { receiver, queued })
 }
-// ANCHOR_END: types
 
-// ANCHOR: try_send
 impl Outbox {
     /// Queues `message` if there is room for it, in places and in bytes; never waits. `Full`
     /// when there is not (the message comes back), `Closed` when the writer has ended.
@@ -88,9 +83,7 @@ impl Outbox {
         sent
     }
 }
-// ANCHOR_END: try_send
 
-// ANCHOR: inbox
 impl Inbox {
     /// Waits for at least one message, then moves every message already queued, up to `limit`,
     /// to the end of `batch`. Returns how many it moved: 0 only when the queue is closed and
@@ -130,7 +123,6 @@ impl Inbox {
         self.queued.load(Ordering::Acquire)
     }
 }
-// ANCHOR_END: inbox
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]
