@@ -3,12 +3,14 @@
 #
 #   cargo build --release -p ch09-rooms -p cmp-rwlock-rooms -p fanout-load --bins --examples
 #   comparisons/rwlock-rooms/bench.sh [OUT_DIR]     # default: /tmp/cmp-bench
+#   PARTS=1 comparisons/rwlock-rooms/bench.sh DIR    # only part 1 (the scenarios); 2, 3 likewise
 #
 # Every run starts a fresh server, records `uptime` before it, and keeps the generator's JSON
 # line (and the server's /stats after it) in OUT_DIR/*.json; `summary.py` tabulates them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-/tmp/cmp-bench}
+parts=${PARTS:-123}
 mkdir -p "$out"
 bin=target/release
 load=$bin/fanout-load
@@ -45,7 +47,7 @@ stats() { # file
 }
 
 # 1. The project's scenarios, interleaved so that a change in the machine's load hits all alike.
-for scenario in s1 s2 s3; do
+[[ $parts == *1* ]] && for scenario in s1 s2 s3; do
   for name in ch09 cmp cmp-batch; do
     echo "== $scenario $name ($(uptime))"
     echo "$(uptime)" > "$out/$scenario-$name.uptime"
@@ -58,11 +60,12 @@ for scenario in s1 s2 s3; do
 done
 
 # 2. Lock contention: renames and room changes, alone and while s1 chats.
-for name in ch09 cmp; do
+[[ $parts == *2* ]] && for name in ch09 cmp; do
   echo "== churn $name ($(uptime))"
   echo "$(uptime)" > "$out/churn-$name.uptime"
   start "$name"
   $churn churn --url "$url" --clients 4 --duration 10s > "$out/churn-$name.json"
+  stats "$out/churn-$name.stats.json"
   stop
   echo "== churn+s1 $name ($(uptime))"
   echo "$(uptime)" > "$out/churn-s1-$name.uptime"
@@ -72,12 +75,13 @@ for name in ch09 cmp; do
   $load --url "$url" --scenario s1 --pid "$pid" --no-progress \
     > "$out/churn-s1-$name.json" 2> "$out/churn-s1-$name.txt"
   wait "$churning"
+  stats "$out/churn-s1-$name.stats.json"
   stop
 done
 
 # 3. A lock held across `.await`: a client that asks /who and reads nothing (for 50 s, then it
 #    reads again and reports what it finds), then churn and s1 while it stalls.
-for name in ch09 cmp cmp-hold; do
+[[ $parts == *3* ]] && for name in ch09 cmp cmp-hold; do
   echo "== hold $name ($(uptime))"
   echo "$(uptime)" > "$out/hold-$name.uptime"
   start "$name"

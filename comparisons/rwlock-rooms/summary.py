@@ -63,6 +63,10 @@ for label, file in [
 ]:
     print(f"  {label}: {load(file)}")
 print()
+print("stats after churn:")
+for name in ["churn-ch09", "churn-cmp", "churn-s1-ch09", "churn-s1-cmp"]:
+    print(f"  {name}: {load(f'{name}.stats.json')}")
+print()
 print("stats around the stalled /who client:")
 for name in ["ch09", "cmp", "cmp-hold"]:
     print(f"  {name}: before {load(f'hold-{name}.before.stats.json')}, "

@@ -53,7 +53,7 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>) {
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
     let nick = Nick::guest(id);
     let (direct_tx, direct) = mpsc::unbounded_channel();
-    let (sender, receiver) = app.state.write().await.connect(id, nick.clone(), direct_tx);
+    let (sender, receiver) = app.write().await.connect(id, nick.clone(), direct_tx);
     let mut connection = Connection {
         id,
         socket,
@@ -67,7 +67,7 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>) {
     if let Err(err) = connection.serve().await {
         tracing::debug!(%err, id, "connection ended with an error");
     }
-    app.state.write().await.disconnect(id);
+    app.write().await.disconnect(id);
 }
 
 impl Connection {
@@ -178,7 +178,7 @@ impl Connection {
     async fn execute(&mut self, command: Command) -> Result<Flow, Error> {
         match command {
             Command::Nick(new) => {
-                let renamed = self.app.state.write().await.rename(self.id, &new);
+                let renamed = self.app.write().await.rename(self.id, &new);
                 match renamed {
                     Ok(()) => {
                         self.nick = new;
@@ -198,12 +198,12 @@ impl Connection {
             }
             Command::Leave => self.move_to(Room::lobby()).await?,
             Command::Rooms => {
-                let rooms = self.app.state.read().await.rooms();
+                let rooms = self.app.read().await.rooms();
                 self.tell(rooms).await?;
             }
             Command::Who => self.who().await?,
             Command::Msg { to, text } => {
-                let found = self.app.state.read().await.direct(&to);
+                let found = self.app.read().await.direct(&to);
                 match found {
                     None => {
                         let text = format!("nobody called {to} is connected");
@@ -245,7 +245,7 @@ impl Connection {
 
     /// `/join` and `/leave`: a new subscription in place of the old one.
     async fn move_to(&mut self, target: Room) -> Result<(), Error> {
-        let moved = self.app.state.write().await.move_to(self.id, &target);
+        let moved = self.app.write().await.move_to(self.id, &target);
         if let Some((sender, receiver)) = moved {
             self.sender = sender;
             self.receiver = receiver;
@@ -273,7 +273,7 @@ impl Connection {
     /// behind that writer.
     async fn who(&mut self) -> Result<(), Error> {
         let app = Arc::clone(&self.app);
-        let state = app.state.read().await;
+        let state = app.read().await;
         let body = state.who(&self.room);
         if app.hold_lock_across_await {
             let sent = self.tell(body).await;

@@ -45,7 +45,11 @@ use axum::{
     serve::ListenerExt,
 };
 use serde::Serialize;
-use tokio::{net::TcpListener, sync::RwLock};
+use tokio::{
+    net::TcpListener,
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    time::Instant,
+};
 
 mod connection;
 pub mod state;
@@ -95,7 +99,63 @@ pub(crate) struct App {
     /// How many times a receiver found itself lagging, and how many messages it skipped.
     pub(crate) lagged: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    /// How long tasks waited for the lock: the contention, measured (see [`LockWaits`]).
+    reads: LockWaits,
+    writes: LockWaits,
 }
+
+// ANCHOR: lock_waits
+/// How many times the lock was taken one way, and how long the takers waited for it in all and
+/// at most, in microseconds: `/stats` shows them, so contention is a number, not a guess.
+#[derive(Debug, Default)]
+struct LockWaits {
+    taken: AtomicU64,
+    waited_us: AtomicU64,
+    longest_us: AtomicU64,
+}
+
+impl LockWaits {
+    fn record(&self, since: Instant) {
+        let waited = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.waited_us.fetch_add(waited, Ordering::Relaxed);
+        self.longest_us.fetch_max(waited, Ordering::Relaxed);
+    }
+
+    fn figures(&self) -> LockFigures {
+        LockFigures {
+            taken: self.taken.load(Ordering::Relaxed),
+            waited_us: self.waited_us.load(Ordering::Relaxed),
+            longest_us: self.longest_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct LockFigures {
+    taken: u64,
+    waited_us: u64,
+    longest_us: u64,
+}
+
+impl App {
+    /// The lock, to read the maps; the wait is counted.
+    pub(crate) async fn read(&self) -> RwLockReadGuard<'_, State> {
+        let since = Instant::now();
+        let guard = self.state.read().await;
+        self.reads.record(since);
+        guard
+    }
+
+    /// The lock, to change the maps; the wait is counted.
+    pub(crate) async fn write(&self) -> RwLockWriteGuard<'_, State> {
+        let since = Instant::now();
+        let guard = self.state.write().await;
+        self.writes.record(since);
+        guard
+    }
+}
+// ANCHOR_END: lock_waits
 
 /// `GET /stats`.
 #[derive(Debug, Serialize)]
@@ -106,6 +166,9 @@ struct Stats {
     lagged: u64,
     /// Messages receivers skipped because of them.
     skipped: u64,
+    /// The lock, taken to read and to write (`/stats` itself included).
+    read_lock: LockFigures,
+    write_lock: LockFigures,
 }
 
 /// Serves on `listener` until `shutdown` resolves.
@@ -121,6 +184,8 @@ pub async fn serve(
         next_id: AtomicU64::new(1),
         lagged: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
+        reads: LockWaits::default(),
+        writes: LockWaits::default(),
     });
     let router = Router::new()
         .route("/", get(page))
@@ -150,11 +215,13 @@ async fn upgrade(Extract(app): Extract<Arc<App>>, ws: WebSocketUpgrade) -> Respo
 }
 
 async fn stats(Extract(app): Extract<Arc<App>>) -> Response {
-    let counts = app.state.read().await.counts();
+    let counts = app.read().await.counts();
     Json(Stats {
         counts,
         lagged: app.lagged.load(Ordering::Relaxed),
         skipped: app.skipped.load(Ordering::Relaxed),
+        read_lock: app.reads.figures(),
+        write_lock: app.writes.figures(),
     })
     .into_response()
 }
