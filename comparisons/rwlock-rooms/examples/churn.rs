@@ -180,7 +180,8 @@ async fn stall_who(url: String, count: u32, duration: Duration) -> anyhow::Resul
     let all_sent = sending.is_finished();
     // Then it reads again, for up to RESUME, and says what it finds.
     const RESUME: Duration = Duration::from_secs(5);
-    let (mut chat, mut who, mut skipped_notices, mut skipped, mut other) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut chat, mut who, mut skipped_notices, mut skipped, mut other) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut ending = String::from("still open");
     let deadline = tokio::time::Instant::now() + RESUME;
     loop {
