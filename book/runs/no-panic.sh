@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Can the linker prove that chapter 07's broker (chapter 06's, with the clock of the stall limit) cannot panic? Tries the `no-panic` crate's
-# attribute for real, on a scratch copy of chapters/07-timeouts (the repository is not touched).
+# Can the linker prove that chapter 06's broker cannot panic? Tries the `no-panic` crate's
+# attribute for real, on a scratch copy of chapters/06-limits (the repository is not touched).
 #
 #   bash book/runs/no-panic.sh [SCRATCH_DIR]      # default: /tmp/nopanic
 #   ONLY=lookup bash book/runs/no-panic.sh         # one experiment (names below)
+#
+# What it printed when it was last run is kept in book/runs/no-panic.log (chapter 06's page
+# includes it): `bash book/runs/no-panic.sh | tee book/runs/no-panic.log` records it again.
 #
 # How `#[no_panic]` works: it wraps the function's body so that, should a panic unwind out of it,
 # a guard's destructor calls an extern function that does not exist. If the optimiser proves that
@@ -12,7 +15,7 @@
 # the function, and `panic = "unwind"` (with `abort` there is no unwinding and every check passes).
 #
 # What it tries, one release build each (the dependencies are built once, by the first):
-#   handle_at  `Broker::handle_at`, the broker's whole event handling;
+#   handle     `Broker::handle`, the broker's whole event handling;
 #   forward    `Broker::forward`, the fan-out with `try_send`;
 #   stats      `Broker::stats`, a function that only copies counters;
 #   display    `ConnId::fmt` (`Display`), a `write!` into a formatter;
@@ -21,7 +24,7 @@
 #   lookup     a new function that only looks a client up in the map;
 #   take       a new function that removes a client and hands it back (the caller drops it);
 #   unused     a new function that panics, which nothing calls;
-#   handle_at_fat_lto  `handle_at` again, with fat LTO and one codegen unit;
+#   handle_fat_lto  `handle` again, with fat LTO and one codegen unit;
 #   lookup_fat_lto, forget_fat_lto, take_fat_lto: those three again, with fat LTO.
 # Each outcome is printed as "linked" or "link failed", with the lines of the error that name
 # the function. It needs network access to crates.io once, to fetch `no-panic`.
@@ -30,15 +33,15 @@ set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch="${1:-/tmp/nopanic}"
 no_panic_version="0.1"
-if [ ! -d "$repo/chapters/07-timeouts" ]; then
-    echo "error: run this script from the repository (book/runs/no-panic.sh): no $repo/chapters/07-timeouts" >&2
+if [ ! -d "$repo/chapters/06-limits" ]; then
+    echo "error: run this script from the repository (book/runs/no-panic.sh): no $repo/chapters/06-limits" >&2
     exit 2
 fi
 
 # Everything but the build directory goes, so a second run does not rebuild the dependencies.
 mkdir -p "$scratch"
 find "$scratch" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
-cp -r "$repo/chapters/07-timeouts" "$scratch/ch06"
+cp -r "$repo/chapters/06-limits" "$scratch/ch06"
 cp -r "$repo/kit" "$scratch/kit"
 rm -rf "$scratch/ch06/tests"
 cp "$repo/Cargo.lock" "$scratch/Cargo.lock"
@@ -79,7 +82,7 @@ build_and_report() {
     local label="$1"
     shift
     local log="$scratch/$label.log"
-    (cd "$scratch" && env "$@" cargo build --release -p ch07-timeouts >"$log" 2>&1)
+    (cd "$scratch" && env "$@" cargo build --release -p ch06-limits >"$log" 2>&1)
     if grep -q "Finished" "$log"; then
         echo "   linked: no reference to the no-panic guard was left in the binary"
     else
@@ -117,8 +120,8 @@ try_edit() {
 }
 
 rustc --version
-echo "no-panic $no_panic_version, release profile, panic = \"unwind\", in $scratch"
-try handle_at 'pub fn handle_at'
+echo "chapters/06-limits, no-panic $no_panic_version, release profile, panic = \"unwind\", in $scratch"
+try handle 'pub fn handle(&mut self, event: Event)'
 try forward '    fn forward(&mut self'
 try stats '    pub fn stats(&self) -> Stats {'
 try display '    fn fmt(&self, f: &mut fmt::Formatter'
@@ -137,7 +140,7 @@ try_edit take \
 try_edit unused \
     's/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    pub fn never_called(n: u64) -> u64 {\n        if n == 7 {\n            panic!("seven")\n        }\n        n\n    }\n\n$1/' \
     'a new `never_called` that panics on 7, which nothing calls'
-try handle_at_fat_lto 'pub fn handle_at' CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+try handle_fat_lto 'pub fn handle(&mut self, event: Event)' CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 try_edit lookup_fat_lto \
     's/if self\.clients\.remove\(&id\)\.is_some\(\)/if self.knows(id) \&\& self.clients.remove(\&id).is_some()/; s/(    pub fn stats\(&self\) -> Stats \{)/    #[no_panic::no_panic]\n    fn knows(&self, id: ConnId) -> bool {\n        self.clients.contains_key(&id)\n    }\n\n$1/' \
     'a new `knows` (HashMap::contains_key, nothing dropped), called for Event::Leave' \

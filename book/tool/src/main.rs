@@ -29,8 +29,6 @@ enum Command {
     Serve,
     /// Build the book into book/build and exit.
     Build,
-    /// For each chapter page: how many of its exercise's answer lines it shows, unfolded, before
-    /// the exercise heading.
     /// Run the book's runs for real and write their recordings into book/runs/ (no NAME: list
     /// them). A recording shows the default port, so port 3000 must be free.
     Run {
@@ -41,6 +39,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// For each chapter page: how many of its exercise's answer lines it shows, unfolded, before
+    /// the exercise heading.
     Answers {
         /// The heading that opens the exercise.
         #[arg(long, default_value = fanout_book::answers::YOUR_TURN)]

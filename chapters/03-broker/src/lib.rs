@@ -4,38 +4,27 @@
 //! writer. It tells the broker, a single task that owns the map of all connections, and the
 //! broker forwards each message to every *other* client's writer.
 
-use std::{future::Future, io, time::Duration};
+use std::{future::Future, io};
 
 use axum::{
     Router,
-    extract::{
-        State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
-    },
+    extract::{State, ws::WebSocketUpgrade},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use futures_util::{
-    SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
-};
 use tokio::{net::TcpListener, sync::mpsc};
 
 pub mod broker;
+pub mod config;
+mod connection;
 
 use broker::{ConnId, Event};
+pub use config::Config;
+use connection::Connection;
 
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "03-broker";
-
-/// This chapter's flags (besides `--addr`, which `main.rs` owns).
-#[derive(Debug, Clone, clap::Parser)]
-pub struct Config {
-    /// How long the writer waits with nothing to send before it pings the client (e.g. 30s, 200ms).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = fanout_kit::positive_duration)]
-    pub ping_interval: Duration,
-}
 
 // ANCHOR: state
 /// What every handler can reach: the flags, and the way to the broker.
@@ -86,76 +75,7 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     ws.on_failed_upgrade(move |_| {
         let _ = on_failure.send(Event::Leave { id });
     })
-    .on_upgrade(move |socket| connection(socket, id, outbox_rx, state))
+    .on_upgrade(move |socket| Connection::new(socket, id, outbox_rx, state).run())
     // ANCHOR_END: exercise-upgrade
 }
 // ANCHOR_END: upgrade
-
-// ANCHOR: connection
-/// One connection: the writer drains the outbox the broker fills; the reader, here, passes what
-/// the client says to the broker.
-async fn connection(
-    socket: WebSocket,
-    id: ConnId,
-    outbox_rx: mpsc::UnboundedReceiver<Message>,
-    state: AppState,
-) {
-    tracing::info!(%id, "client connected");
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write(sink, outbox_rx, state.config.ping_interval));
-    read(stream, id, &state.events).await;
-    // The broker drops our outbox when it handles the Leave, and that ends the writer.
-    let _ = state.events.send(Event::Leave { id });
-    let _ = writer.await;
-    tracing::info!(%id, "client disconnected");
-}
-// ANCHOR_END: connection
-
-// ANCHOR: read
-/// Reads until the client goes away, handing each data message to the broker.
-async fn read(
-    mut stream: SplitStream<WebSocket>,
-    id: ConnId,
-    events: &mpsc::UnboundedSender<Event>,
-) {
-    // ANCHOR: exercise-read
-    while let Some(Ok(message)) = stream.next().await {
-        match message {
-            Message::Text(_) | Message::Binary(_) => {
-                if events.send(Event::Message { from: id, message }).is_err() {
-                    break; // the broker is gone: nobody would hear this client
-                }
-            }
-            // Pings are answered by axum; a Close is answered by the next read, which ends the loop.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
-        }
-    }
-    // ANCHOR_END: exercise-read
-}
-// ANCHOR_END: read
-
-/// Writes what arrives in the outbox, and a Ping whenever `ping_interval` passes with nothing
-/// written: the concurrent writing a single read-then-write loop cannot do.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut outbox: mpsc::UnboundedReceiver<Message>,
-    ping_interval: Duration,
-) {
-    let mut heartbeat =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let message = tokio::select! {
-            queued = outbox.recv() => match queued {
-                Some(message) => message,
-                None => break, // the broker dropped our outbox: nothing more will come
-            },
-            _ = heartbeat.tick() => Message::Ping(Default::default()),
-        };
-        if sink.send(message).await.is_err() {
-            break; // the client is gone
-        }
-        // Whatever we just wrote shows the connection is in use: the next ping can wait.
-        heartbeat.reset();
-    }
-}

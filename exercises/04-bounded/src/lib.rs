@@ -1,6 +1,6 @@
 // Fan-out workshop, exercise 04-bounded: generated from chapters/04-bounded by `cargo workshop generate`.
 //
-// Your part: replace the 2 `todo!(..)`s in this file with working code. The rest already works;
+// Your part: replace the `todo!(..)` in this file with working code. The rest already works;
 // leave it as it is. `cargo workshop check 04` runs the stage tests,
 // `cargo workshop hint 04` gives a hint, `cargo workshop reset 04` starts over.
 //
@@ -22,59 +22,27 @@
 //! that finds the broker's queue full waits, which slows down only its own client; the broker,
 //! finding a client's queue full, drops the message for that client alone and moves on.
 
-use std::{future::Future, io, time::Duration};
+use std::{future::Future, io};
 
 use axum::{
     Router,
-    extract::{
-        State,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
-    },
+    extract::{State, ws::WebSocketUpgrade},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use futures_util::{
-    SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
-};
 use tokio::{net::TcpListener, sync::mpsc};
 
 pub mod broker;
+pub mod config;
+mod connection;
 
 use broker::{ConnId, Event};
+pub use config::Config;
+use connection::Connection;
 
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "04-bounded";
-
-/// This chapter's flags (besides `--addr`, which `main.rs` owns).
-#[derive(Debug, Clone, clap::Parser)]
-pub struct Config {
-    /// How long the writer waits with nothing to send before it pings the client (e.g. 30s, 200ms).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = fanout_kit::positive_duration)]
-    pub ping_interval: Duration,
-    // Why 256: a client's queue fills whenever messages come in faster than its writer sends them,
-    // and that happens to healthy clients too: in a burst, the broker hands out messages faster
-    // than a writer, which makes one write per message, can send them. 256 messages absorbs a
-    // burst of a couple of hundred (several people pasting at once) without loss even when the
-    // writer gets no CPU time meanwhile; with 128, a burst of 200 messages to one client lost some
-    // now and then on a busy two-core machine. A client that has stopped reading costs at most 256
-    // messages of memory instead of everything sent since it stopped. The broker's own queue gets
-    // the same room; when it is full, readers wait, and that costs no memory at all.
-    /// How many messages may wait for one client before messages for it are dropped, and for the broker before readers pause (at least 1).
-    #[arg(long, value_name = "MESSAGES", default_value_t = 256, value_parser = queue_capacity)]
-    pub queue_capacity: usize,
-}
-
-/// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
-/// `mpsc::channel(0)` would panic), so 0 is refused here, as a flag error.
-fn queue_capacity(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(capacity) => Ok(capacity),
-        Err(err) => Err(err.to_string()),
-    }
-}
 
 /// What every handler can reach: the flags, and the way to the broker.
 #[derive(Clone)]
@@ -115,67 +83,6 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     todo!(
         "Done when: each client joins the broker before its handshake is answered, with an outbox that holds at most `--queue-capacity` messages, and a failed upgrade still leaves. Tests: `bounded::a_stalled_client_misses_messages_but_stays_connected`, `broadcast::a_late_joiner_gets_only_what_is_sent_after_it_joined`."
     )
-}
-
-/// One connection: the writer drains the outbox the broker fills; the reader, here, passes what
-/// the client says to the broker.
-async fn connection(
-    socket: WebSocket,
-    id: ConnId,
-    outbox_rx: mpsc::Receiver<Message>,
-    state: AppState,
-) {
-    tracing::info!(%id, "client connected");
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write(sink, outbox_rx, state.config.ping_interval));
-    read(stream, id, &state.events).await;
-    // The broker drops our outbox when it handles the Leave, and that ends the writer.
-    let _ = state.events.send(Event::Leave { id }).await;
-    let _ = writer.await;
-    tracing::info!(%id, "client disconnected");
-}
-
-/// Reads until the client goes away, handing each data message to the broker.
-async fn read(mut stream: SplitStream<WebSocket>, id: ConnId, events: &mpsc::Sender<Event>) {
-    todo!(
-        "Done when: no message a client sends is lost on its way to the broker, even when the broker's queue is full: a fast sender is slowed down, nobody else. Tests: `broadcast::keeps_each_senders_order`, `bounded::a_stalled_client_does_not_hold_back_the_others`."
-    )
-}
-
-/// Writes what arrives in the outbox, and a Ping whenever `ping_interval` passes with nothing
-/// written: the concurrent writing a single read-then-write loop cannot do.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut outbox: mpsc::Receiver<Message>,
-    ping_interval: Duration,
-) {
-    let mut heartbeat =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let message = tokio::select! {
-            queued = outbox.recv() => match queued {
-                Some(message) => message,
-                None => {
-                    // ⑤ The broker no longer holds our outbox: it has handled our Leave, or it is
-                    // gone. Nothing more will come, so we close the connection. After a Leave the
-                    // client is already gone and this send fails, which is fine; if the broker is
-                    // gone, the client learns it with 1011 (the server hit an unexpected condition).
-                    let _ = sink.send(Message::Close(Some(CloseFrame {
-                        code: close_code::ERROR,
-                        reason: "the server cannot serve this connection any more".into(),
-                    }))).await;
-                    break;
-                }
-            },
-            _ = heartbeat.tick() => Message::Ping(Default::default()),
-        };
-        if sink.send(message).await.is_err() {
-            break; // the client is gone
-        }
-        // Whatever we just wrote shows the connection is in use: the next ping can wait.
-        heartbeat.reset();
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 04-bounded: generated from chapters/04-bounded by `cargo workshop generate`.
 //
 // Nothing to do in this file: it is the finished part of the exercise. Your part is in
-// src/broker.rs, src/lib.rs.
+// src/broker.rs, src/connection.rs, src/lib.rs.
 
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 // Fan-out workshop, exercise 05-shutdown: generated from chapters/05-shutdown by `cargo workshop generate`.
 //
-// Your part: replace the 4 `todo!(..)`s in this file with working code. The rest already works;
+// Your part: replace the 2 `todo!(..)`s in this file with working code. The rest already works;
 // leave it as it is. `cargo workshop check 05` runs the stage tests,
 // `cargo workshop hint 05` gives a hint, `cargo workshop reset 05` starts over.
 //
@@ -31,17 +31,10 @@ use std::{future::Future, io, time::Duration};
 
 use axum::{
     Router,
-    extract::{
-        State,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
-    },
+    extract::{State, ws::WebSocketUpgrade},
     http::StatusCode,
     response::{Html, IntoResponse, Json, Response},
     routing::get,
-};
-use futures_util::{
-    SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
 };
 use tokio::{
     net::TcpListener,
@@ -50,8 +43,12 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub mod broker;
+pub mod config;
+mod connection;
 
 use broker::{ConnId, Event};
+pub use config::Config;
+use connection::Connection;
 
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "05-shutdown";
@@ -63,35 +60,6 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `serve` waits, after it stops accepting, for the open connections to finish. Each one
 /// finishes within about [`CLOSE_TIMEOUT`] on its own; this is the backstop should one not.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// This chapter's flags (besides `--addr`, which `main.rs` owns).
-#[derive(Debug, Clone, clap::Parser)]
-pub struct Config {
-    /// How long the writer waits with nothing to send before it pings the client (e.g. 30s, 200ms).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = fanout_kit::positive_duration)]
-    pub ping_interval: Duration,
-    // Why 256: a client's queue fills whenever messages come in faster than its writer sends them,
-    // and that happens to healthy clients too: in a burst, the broker hands out messages faster
-    // than a writer, which makes one write per message, can send them. 256 messages absorbs a
-    // burst of a couple of hundred (several people pasting at once) without loss even when the
-    // writer gets no CPU time meanwhile; with 128, a burst of 200 messages to one client lost some
-    // now and then on a busy two-core machine. A client that has stopped reading costs at most 256
-    // messages of memory instead of everything sent since it stopped. The broker's own queue gets
-    // the same room; when it is full, readers wait, and that costs no memory at all.
-    /// How many messages may wait for one client before messages for it are dropped, and for the broker before readers pause (at least 1).
-    #[arg(long, value_name = "MESSAGES", default_value_t = 256, value_parser = queue_capacity)]
-    pub queue_capacity: usize,
-}
-
-/// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
-/// `mpsc::channel(0)` would panic), so 0 is refused here, as a flag error.
-fn queue_capacity(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(capacity) => Ok(capacity),
-        Err(err) => Err(err.to_string()),
-    }
-}
 
 /// What every handler can reach: the flags, the way to the broker, and what shutting down needs.
 #[derive(Clone)]
@@ -179,90 +147,8 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
     .on_upgrade(move |socket| {
         // Tracked, so that `serve` can wait for this connection to finish when shutting down.
         let tasks = state.tasks.clone();
-        tasks.track_future(connection(socket, id, outbox_rx, state))
+        tasks.track_future(Connection::new(socket, id, outbox_rx, state).run())
     })
-}
-
-/// The Close frame a connection ends with when the server closes it: `None` when there is nobody
-/// left to send one to (the client closed, and has had its reply, or it vanished).
-type Goodbye = Option<CloseFrame>;
-
-/// Close 1001: the server is shutting down.
-fn going_away() -> CloseFrame {
-    CloseFrame {
-        code: close_code::AWAY,
-        reason: "the server is shutting down".into(),
-    }
-}
-
-/// Close 1011: the server cannot serve this connection any more (its broker is gone).
-fn server_error() -> CloseFrame {
-    CloseFrame {
-        code: close_code::ERROR,
-        reason: "the server cannot serve this connection any more".into(),
-    }
-}
-
-/// One connection: the writer drains the outbox the broker fills; the reader, here, passes what
-/// the client says to the broker until the client is done, the broker is gone, or the server
-/// shuts down. Then it tells the writer how to finish.
-async fn connection(
-    socket: WebSocket,
-    id: ConnId,
-    outbox_rx: mpsc::Receiver<Message>,
-    state: AppState,
-) {
-    tracing::info!(%id, "client connected");
-    todo!(
-        "Done when: a client that closes gets its own code back, every client gets 1001 when the server stops, and the connection then leaves the broker within `CLOSE_TIMEOUT`. Tests: `shutdown::a_client_that_closes_gets_its_own_code_back`, `shutdown::shutdown_closes_every_client_with_going_away_and_serve_returns`."
-    );
-    tracing::info!(%id, "client disconnected");
-}
-
-/// Reads until the client goes away, handing each data message to the broker. Returns the Close
-/// the writer should end with.
-async fn read(
-    stream: &mut SplitStream<WebSocket>,
-    id: ConnId,
-    events: &mpsc::Sender<Event>,
-) -> Goodbye {
-    while let Some(Ok(message)) = stream.next().await {
-        match message {
-            Message::Text(_) | Message::Binary(_) => {
-                // ① When the broker's queue is full, `send` waits for room, and while it waits we
-                // read nothing more from this socket: TCP pushes back on this one client, and
-                // nothing piles up in our memory.
-                if events
-                    .send(Event::Message { from: id, message })
-                    .await
-                    .is_err()
-                {
-                    // ① The broker is gone: nobody would hear this client. The writer closes
-                    // the connection with 1011.
-                    return Some(server_error());
-                }
-            }
-            // Pings are answered by axum. When the client sends Close, tungstenite queues the
-            // reply, echoing the client's code, and the next read sends it and ends the stream:
-            // so we keep reading rather than return here.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
-        }
-    }
-    // The client closed (and has its reply) or vanished: there is nobody to say goodbye to.
-    None
-}
-
-/// Writes what arrives in the outbox, and a Ping whenever `ping_interval` passes with nothing
-/// written, until the reader says to finish (`finish`) or the broker lets go of the outbox.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut outbox: mpsc::Receiver<Message>,
-    mut finish: oneshot::Receiver<Goodbye>,
-    ping_interval: Duration,
-) {
-    todo!(
-        "Done when: told to finish, the writer stops at once, even in the middle of a send, and sends the goodbye within `CLOSE_TIMEOUT`; with the broker gone, the goodbye is 1011. Tests: `shutdown::shutdown_does_not_wait_for_a_client_that_never_reads`, `tests::a_client_is_closed_with_1011_when_the_broker_is_gone`."
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 05-shutdown: generated from chapters/05-shutdown by `cargo workshop generate`.
 //
 // Nothing to do in this file: it is the finished part of the exercise. Your part is in
-// src/broker.rs, src/lib.rs.
+// src/broker.rs, src/connection.rs, src/lib.rs.
 
 use std::process::ExitCode;
 

@@ -282,15 +282,16 @@ impl Writer {
     }
 }
 
-/// ⑬ Sends every message in `batch`, in order, and empties it. `feed` only hands a message to
+/// ⑬ Sends every message of `batch`, in order (the writer hands it `batch.drain(..)`, which
+/// leaves its vector empty, capacity kept, for the next batch). `feed` only hands a message to
 /// tungstenite, which frames it into its write buffer (and writes to the socket whenever that
 /// buffer passes its size); `flush` writes out the rest and waits until the socket has taken it
 /// all. One flush per batch instead of one per message: fewer system calls, fuller packets.
 async fn send_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    batch: &mut Vec<Message>,
+    batch: std::vec::Drain<'_, Message>,
 ) -> Result<(), axum::Error> {
     todo!(
-        "Done when: every message of the batch reaches the client in order with a single flush, and the batch is left empty. Tests: `throughput::a_healthy_client_receives_all_of_a_burst_in_order`, `broadcast::keeps_each_senders_order`."
+        "Done when: every message of the batch reaches the client in order, with a single flush after the last one. Tests: `throughput::a_healthy_client_receives_all_of_a_burst_in_order`, `broadcast::keeps_each_senders_order`."
     )
 }

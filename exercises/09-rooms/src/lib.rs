@@ -25,18 +25,15 @@
 //! for chat messages (⑮), and the kernel sends each batch at once (⑯). A message's payload is
 //! shared by every queue it is in, never copied per recipient.
 //!
-//! What follows is chapter 07's account, which still holds.
-//!
-//! Chapter 07: timeouts.
-//!
-//! Chapter 06 bounded what a stranger may *send*. This one bounds what a stranger may *withhold*:
+//! Everything chapter 07 built still holds. Chapter 06 bounded what a stranger may *send*;
+//! chapter 07 bounded what a stranger may *withhold*:
 //! a client that reads nothing, one that stops answering pings, one that never finishes its HTTP
 //! headers. Each holds a socket, tasks and memory for as long as it likes unless a clock says
 //! otherwise, so each gets one: a write timeout (and the broker's stall limit, which is the same
 //! duration seen from the broker's side), an idle timeout, and a header timeout, for which the
 //! server now runs its own accept loop instead of `axum::serve`.
 //!
-//! The failure points, numbered in the code's comments (①–⑧ since chapters 04–06):
+//! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ here):
 //!
 //! | #  | Where                               | What happens                                        |
 //! |----|-------------------------------------|-----------------------------------------------------|
@@ -44,7 +41,7 @@
 //! | ②  | broker: `events.recv()` is `None`   | every sender is gone: the broker returns            |
 //! | ③  | broker: the forwarding loop         | one client's trouble never stops it                 |
 //! | ④  | broker: `try_send`                  | Full: that client misses the message; Closed: it is removed |
-//! | ⑤  | writer: `outbox.recv()` is `None`   | the broker let go of this client: Close 1011        |
+//! | ⑤  | writer: the outbox is closed        | the broker let go of this client: Close 1011        |
 //! | ⑥  | `serve`: the broker task ended      | every client gets 1011, `serve` returns an error    |
 //! | ⑦  | reader: tungstenite refuses input   | Close 1002, 1007 or 1009, nobody else sees it       |
 //! | ⑧  | `upgrade`: no place left            | 503 before any WebSocket exists                     |

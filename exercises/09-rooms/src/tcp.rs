@@ -164,15 +164,18 @@ async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePer
         state.config.write_timeout,
     ));
     let writer_ended = tokio::select! {
-        () = read(reader, id, &state) => false,
-        // The writer ended: the client said /quit, was let go, or the broker is gone.
-        _ = &mut writer => true,
-        () = state.stopping.cancelled() => false,
+        // In this order: a writer that gives up on its client cancels `stuck` and then ends, and
+        // the timeout must be counted whichever of the two is seen first.
+        biased;
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
             let _ = state.events.send(Event::TimedOut { id }).await;
             false
         }
+        // The writer ended: the client said /quit, was let go, or the broker is gone.
+        _ = &mut writer => true,
+        () = state.stopping.cancelled() => false,
+        () = read(reader, id, &state) => false,
     };
     let _ = state.events.send(Event::Leave { id }).await;
     // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. (A

@@ -238,18 +238,18 @@ async fn no_race(ctx: Ctx) -> Result<Transcript> {
         .try_it(
             "05-shutdown",
             &[(
-                "lib.rs",
-                "        tokio::select! {
-            sent = sink.send(message) => {
-                if sent.is_err() {
-                    break None; // the client is gone
+                "connection.rs",
+                "            tokio::select! {
+                sent = sink.send(message) => {
+                    if sent.is_err() {
+                        break End::ClientLeft; // the client is gone
+                    }
                 }
-            }
-            goodbye = &mut finish => break goodbye.unwrap_or(None),
-        }",
-                "        if sink.send(message).await.is_err() {
-            break None; // the client is gone
-        }",
+                end = &mut finish => break end.unwrap_or(End::ClientLeft),
+            }",
+                "            if sink.send(message).await.is_err() {
+                break End::ClientLeft; // the client is gone
+            }",
             )],
         )
         .await?;

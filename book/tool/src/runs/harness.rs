@@ -26,6 +26,9 @@ use super::{Mode, shape::strip_ansi};
 /// How long a run waits for anything it expects (a line, a message, an exit).
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `errno` for "text file busy" (Linux).
+const ETXTBSY: i32 = 26;
+
 /// What a run gets: its mode and the way to the binaries.
 pub struct Ctx {
     pub mode: Mode,
@@ -113,6 +116,8 @@ impl Ctx {
             .args(flags)
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
+            // As a reader's shell would have it: a panic prints its message, not a backtrace.
+            .env_remove("RUST_BACKTRACE")
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -217,6 +222,28 @@ impl Ctx {
             bin: placed,
             relative,
         })
+    }
+}
+
+impl Ctx {
+    /// `cargo clippy` on a try-it copy (its binary), as its reader would run it there: what
+    /// clippy printed (its warnings and errors, without cargo's progress lines), whether or not
+    /// it passed.
+    pub async fn clippy(&self, try_it: &TryIt) -> Result<Vec<String>> {
+        let _guard = BUILD.lock().await;
+        let program = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(program)
+            .args(["clippy", "--quiet", "--color", "never", "--bins"])
+            .current_dir(&try_it.dir)
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run cargo clippy")?;
+        Ok(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -346,9 +373,21 @@ pub struct Server {
 
 impl Server {
     async fn spawn(mut command: Command, bin: &Path) -> Result<Server> {
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        // A try-it's binary has just been copied into place. If another thread of this process
+        // forks a child meanwhile, that child holds the copy's file open for writing until it
+        // execs, and starting the binary fails with ETXTBSY ("text file busy"): wait and retry.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(err) if err.raw_os_error() == Some(ETXTBSY) && attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                spawned => {
+                    break spawned.with_context(|| format!("cannot start {}", bin.display()))?;
+                }
+            }
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let new_line = Arc::new(Notify::new());
         if let Some(stderr) = child.stderr.take() {

@@ -38,6 +38,8 @@ mod ch02;
 mod ch03;
 mod ch04;
 mod ch05;
+mod ch06;
+mod ch07;
 mod ch08;
 pub mod harness;
 pub mod shape;
@@ -129,6 +131,8 @@ pub fn all() -> Vec<&'static Run> {
         ch03::RUNS,
         ch04::RUNS,
         ch05::RUNS,
+        ch06::RUNS,
+        ch07::RUNS,
         ch08::RUNS,
     ]
     .into_iter()

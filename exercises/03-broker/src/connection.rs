@@ -1,0 +1,119 @@
+// Fan-out workshop, exercise 03-broker: generated from chapters/03-broker by `cargo workshop generate`.
+//
+// Your part: replace the `todo!(..)` in this file with working code. The rest already works;
+// leave it as it is. `cargo workshop check 03` runs the stage tests,
+// `cargo workshop hint 03` gives a hint, `cargo workshop reset 03` starts over.
+
+//! One client's connection: a reader (here) and a writer (a task of its own).
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    AppState,
+    broker::{ConnId, Event},
+};
+
+/// One client's connection, from its handshake to its last frame: the reader runs in
+/// [`Connection::run`], the writer in a task of its own ([`Writer::run`]). It ends when the client
+/// leaves or the broker is gone.
+pub(crate) struct Connection {
+    /// Names the client to the broker and in the log.
+    id: ConnId,
+    /// The socket's reading half: what the client sends.
+    stream: SplitStream<WebSocket>,
+    /// The writing half, with everything the writer needs, until `run` starts it.
+    writer: Writer,
+    /// The flags and the broker's queue, shared by every connection.
+    state: AppState,
+}
+
+/// A connection's writing half: the socket's sink and the outbox the broker fills.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    /// What the broker sends this client.
+    outbox: mpsc::UnboundedReceiver<Message>,
+    ping_interval: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        socket: WebSocket,
+        id: ConnId,
+        outbox: mpsc::UnboundedReceiver<Message>,
+        state: AppState,
+    ) -> Connection {
+        let (sink, stream) = socket.split();
+        let writer = Writer {
+            sink,
+            outbox,
+            ping_interval: state.config.ping_interval,
+        };
+        Connection {
+            id,
+            stream,
+            writer,
+            state,
+        }
+    }
+
+    /// Runs the connection: starts the writer, reads until the client goes away, and leaves the
+    /// broker.
+    pub(crate) async fn run(self) {
+        let Connection {
+            id,
+            mut stream,
+            writer,
+            state,
+        } = self;
+        tracing::info!(%id, "client connected");
+        let writer = tokio::spawn(writer.run());
+        read(&mut stream, id, &state).await;
+        // The broker drops our outbox when it handles the Leave, and that ends the writer.
+        let _ = state.events.send(Event::Leave { id });
+        let _ = writer.await;
+        tracing::info!(%id, "client disconnected");
+    }
+}
+
+/// Reads until the client goes away, handing each data message to the broker.
+async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) {
+    todo!(
+        "Done when: every text or binary message the client sends reaches the broker as a message from this connection, in order, until the client leaves or the broker stops. Tests: `broadcast::delivers_to_every_other_client`, `broadcast::forwards_text_and_binary_verbatim`."
+    )
+}
+
+impl Writer {
+    /// Writes what arrives in the outbox, and a Ping whenever `ping_interval` passes with nothing
+    /// written: the concurrent writing a single read-then-write loop cannot do.
+    async fn run(self) {
+        let Writer {
+            mut sink,
+            mut outbox,
+            ping_interval,
+        } = self;
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let message = tokio::select! {
+                queued = outbox.recv() => match queued {
+                    Some(message) => message,
+                    None => break, // the broker dropped our outbox: nothing more will come
+                },
+                _ = heartbeat.tick() => Message::Ping(Default::default()),
+            };
+            if sink.send(message).await.is_err() {
+                break; // the client is gone
+            }
+            // Whatever we just wrote shows the connection is in use: the next ping can wait.
+            heartbeat.reset();
+        }
+    }
+}
