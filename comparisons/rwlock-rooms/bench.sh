@@ -3,14 +3,14 @@
 #
 #   cargo build --release -p ch09-rooms -p cmp-rwlock-rooms -p fanout-load --bins --examples
 #   comparisons/rwlock-rooms/bench.sh [OUT_DIR]     # default: /tmp/cmp-bench
-#   PARTS=1 comparisons/rwlock-rooms/bench.sh DIR    # only part 1 (the scenarios); 2, 3 likewise
+#   PARTS=1 comparisons/rwlock-rooms/bench.sh DIR    # only part 1 (the scenarios); 2, 3, 4 likewise
 #
 # Every run starts a fresh server, records `uptime` before it, and keeps the generator's JSON
 # line (and the server's /stats after it) in OUT_DIR/*.json; `summary.py` tabulates them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-/tmp/cmp-bench}
-parts=${PARTS:-123}
+parts=${PARTS:-1234}
 mkdir -p "$out"
 bin=target/release
 load=$bin/fanout-load
@@ -98,4 +98,23 @@ done
   wait "$stalling" || true
   stop
 done
+# 4. When the clients of s2 are registered: /stats every 0.1 s during s2 against cmp-batch
+#    (seconds since the start, connections, longest wait for the write lock in µs).
+if [[ $parts == *4* ]]; then
+  echo "== s2 registration cmp-batch ($(uptime))"
+  echo "$(uptime)" > "$out/s2-registration.uptime"
+  start cmp-batch
+  t0=$(date +%s.%N)
+  $load --url "$url" --scenario s2 --pid "$pid" --no-progress \
+    > "$out/s2-registration.json" 2> "$out/s2-registration.txt" &
+  loading=$!
+  while kill -0 "$loading" 2>/dev/null; do
+    now=$(date +%s.%N)
+    line=$(curl -s -m 1 "http://127.0.0.1:$port/stats" || true)
+    echo "$(echo "$now - $t0" | bc) $line" >> "$out/s2-registration.poll"
+    sleep 0.1
+  done
+  stats "$out/s2-registration.stats.json"
+  stop
+fi
 echo "done: $out"
