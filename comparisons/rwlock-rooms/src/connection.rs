@@ -99,9 +99,9 @@ impl Connection {
 
     // ANCHOR: forward
     /// One item from my room's channel. Another's message goes to my socket (with whatever else
-    /// is waiting, up to `--batch`); my own is skipped. `Lagged` is handled as tokio's
-    /// documentation suggests, by carrying on from the oldest message still in the channel: the
-    /// client is told how many it missed, and stays.
+    /// is waiting, up to `--batch`); my own is skipped. `Lagged` is handled the usual way, by
+    /// carrying on (the next `recv` returns the oldest message still in the channel): the client
+    /// is told how many it missed, and stays.
     async fn forward(&mut self, note: Result<Note, RecvError>) -> Result<(), Error> {
         let first = match note {
             Ok(note) if note.origin == self.id => return Ok(()),
