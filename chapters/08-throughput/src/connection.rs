@@ -301,7 +301,11 @@ impl Writer {
                 _ = heartbeat.tick() => batch.push(Message::Ping(Default::default())),
             }
             // ⑭ What this batch holds counts against the queue's budget until it is written.
-            let held = batch.iter().map(payload_size).sum();
+            // (`sum()` would be a `+` that could overflow, and one the lints do not see.)
+            let held = batch
+                .iter()
+                .map(payload_size)
+                .fold(0, usize::saturating_add);
             // A client that reads nothing never lets this send complete, so we race it against
             // `finish`: the reader can stop us even then.
             tokio::select! {

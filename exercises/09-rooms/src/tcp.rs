@@ -236,7 +236,11 @@ async fn write(
         if taken == 0 {
             break Some("! the server cannot serve this connection any more");
         }
-        let held = batch.iter().map(payload_size).sum();
+        // (`sum()` would be a `+` that could overflow, and one the lints do not see.)
+        let held = batch
+            .iter()
+            .map(payload_size)
+            .fold(0, usize::saturating_add);
         let quit = batch
             .iter()
             .any(|message| matches!(message, Message::Close(_)));
