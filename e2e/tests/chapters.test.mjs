@@ -244,6 +244,61 @@ for (const chapter of chapters()) {
         }));
     }
 
+    if (chapter.behaviours["names-and-rooms"]) {
+      /**
+       * Two users name themselves with the name form; bob goes to "games" with the room form,
+       * alice follows with the rooms list. What alice said in the lobby never reaches bob; what
+       * she says in games does; a /msg shows among bob's private messages, not in the room.
+       */
+      it("names and rooms: a room's talk stays in it, a private message stays apart", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "rooms", 2, async ({ tabs }) => {
+          const [a, b] = tabs;
+          const whoami = (tab, text) =>
+            tab.page.locator("#whoami").filter({ hasText: text }).waitFor();
+          const submit = async (tab, field, value, button) => {
+            await tab.page.locator(field).fill(value);
+            await tab.page.getByRole("button", { name: button, exact: true }).click();
+          };
+          await submit(a, "#nick", "alice", "Set name");
+          await whoami(a, "You are alice in lobby");
+          await submit(b, "#nick", "bob", "Set name");
+          await whoami(b, "You are bob in lobby");
+          await submit(b, "#room", "games", "Join");
+          await whoami(b, "You are bob in games");
+          await typeAndEnter(a.page, "lobby only");
+          await a.page.getByRole("button", { name: "games (1)" }).click();
+          await whoami(a, "You are alice in games");
+          await typeAndEnter(a.page, "hi games");
+          await waitForLogEntry(b.page, "received", "hi games");
+          assert.deepEqual(
+            await logTexts(b.page, "received"),
+            ["hi games"],
+            "bob should hear alice in games only, never what she said in the lobby",
+          );
+          assert.deepEqual(
+            await b.page.$$eval("#members li", (items) => items.map((item) => item.textContent)),
+            ["alice", "bob (you)"],
+            "bob's page should list who is in games",
+          );
+          await typeAndEnter(a.page, "/msg bob psst");
+          await b.page.locator("#private li.private .text", { hasText: "psst" }).waitFor();
+          assert.equal(
+            (await logTexts(b.page, "received")).length,
+            1,
+            "a private message is shown apart, not in the room's log",
+          );
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: "tab A: alice" },
+              { page: b.page, caption: "tab B: bob" },
+            ],
+            `${chapter.name}--rooms`,
+            `${chapter.name}: alice and bob in games, after a lobby message and a private one`,
+          );
+        }));
+    }
+
     const oversized = chapter.behaviours["closes-1009-when-oversized"];
     if (oversized) {
       /**

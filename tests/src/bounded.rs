@@ -8,7 +8,6 @@
 //! never has more than [`WINDOW`] messages waiting for it, fewer than its queue holds, so any
 //! message it misses is one the server dropped for no good reason.
 
-use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
@@ -142,15 +141,15 @@ async fn a_stalled_client_misses_messages_but_stays_connected(target: Target) {
 async fn drain_numbered(client: &mut Client) -> Vec<u64> {
     let mut numbers = Vec::new();
     loop {
-        match tokio::time::timeout(QUIET, client.stream().next()).await {
-            Err(_) => return numbers,
-            Ok(Some(Ok(message @ Message::Binary(_)))) => {
+        match client.recv_within(QUIET).await {
+            None => return numbers,
+            Some(message @ Message::Binary(_)) => {
                 numbers.push(number_of(client, &message));
             }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(other) => panic!(
-                "{}: expected the backlog of numbered messages, got {other:?}",
-                client.name()
+            Some(other) => panic!(
+                "{}: expected the backlog of numbered messages, got {}",
+                client.name(),
+                describe(&other)
             ),
         }
     }

@@ -54,7 +54,9 @@ async fn a_lone_client_hears_nothing(target: Target) {
     alice.expect_silence().await;
 }
 
-/// Text arrives as the same text (multi-byte UTF-8 included), binary as the same bytes.
+/// Text arrives as the same text (multi-byte UTF-8 included), binary as the same bytes. Empty
+/// text too, on the plain wire; in a chat (chapter 09 on) an empty line is a mistake, which the
+/// rooms suites check.
 async fn forwards_text_and_binary_verbatim(target: Target) {
     let server = TestServer::start(target).await;
     let [mut alice, mut bob] = clients(&server, ["alice", "bob"]).await;
@@ -63,8 +65,10 @@ async fn forwards_text_and_binary_verbatim(target: Target) {
     let bytes = [0u8, 1, 2, 254, 255];
     alice.send_binary(&bytes).await;
     bob.expect_binary(&bytes).await;
-    alice.send_text("").await;
-    bob.expect_text("").await;
+    if target.wire == crate::Wire::Plain {
+        alice.send_text("").await;
+        bob.expect_text("").await;
+    }
 }
 
 /// Two clients send bursts at the same time: a third receives each sender's messages in the order

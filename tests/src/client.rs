@@ -13,12 +13,14 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::{QUIET, WAIT};
+use crate::{QUIET, WAIT, Wire, current_wire};
 
 /// One connected WebSocket client.
 pub struct Client {
     name: String,
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// What the server speaks: see [`Wire`].
+    wire: Wire,
 }
 
 /// What a client saw instead of a data message.
@@ -33,28 +35,68 @@ pub enum Ending {
 impl Client {
     /// Opens a WebSocket to `url` (within [`WAIT`]).
     pub async fn connect(url: &str, name: &str) -> Client {
+        Client::connect_on(url, name, current_wire()).await
+    }
+
+    /// [`connect`](Self::connect), to a server that speaks `wire`.
+    pub async fn connect_on(url: &str, name: &str, wire: Wire) -> Client {
         let (ws, _response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
             .unwrap_or_else(|_| panic!("{name}: no WebSocket handshake with {url} within {WAIT:?}"))
             .unwrap_or_else(|err| panic!("{name}: WebSocket handshake with {url} failed: {err}"));
-        Client {
+        let mut client = Client {
             name: name.to_string(),
             ws,
+            wire,
+        };
+        client.await_welcome().await;
+        client
+    }
+
+    /// On [`Wire::Chat`], reads the server's welcome, up to the `who` that ends it: a chat
+    /// client is in its room once it has been told so, and its queue is empty again. (On
+    /// [`Wire::Plain`] there is no welcome.)
+    async fn await_welcome(&mut self) {
+        if self.wire != Wire::Chat {
+            return;
+        }
+        loop {
+            match self.next_frame_within(WAIT).await {
+                Some(Ok(Message::Text(text))) if text.as_str().contains("\"kind\":\"who\"") => {
+                    return;
+                }
+                Some(Ok(message)) if self.is_notice(&message) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!(
+                    "{}: expected the server's welcome, got {other:?}",
+                    self.name
+                ),
+            }
         }
     }
 
     /// Tries to open a WebSocket; `Err` says why it could not.
     pub async fn try_connect(url: &str, name: &str) -> Result<Client, tungstenite::Error> {
         match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await {
-            Ok(Ok((ws, _))) => Ok(Client {
-                name: name.to_string(),
-                ws,
-            }),
+            Ok(Ok((ws, _))) => {
+                let mut client = Client {
+                    name: name.to_string(),
+                    ws,
+                    wire: current_wire(),
+                };
+                client.await_welcome().await;
+                Ok(client)
+            }
             Ok(Err(err)) => Err(err),
             Err(_) => {
                 panic!("{name}: no answer to the WebSocket handshake with {url} within {WAIT:?}")
             }
         }
+    }
+
+    /// The same client, reading its server as `wire` speaks.
+    pub fn on_wire(self, wire: Wire) -> Client {
+        Client { wire, ..self }
     }
 
     /// This client's name, as failure messages use it.
@@ -104,10 +146,17 @@ impl Client {
 
     /// The next text or binary message, skipping pings and pongs. Fails if none arrives within
     /// [`WAIT`] or the connection ends first.
+    /// On [`Wire::Chat`], a `chat` object counts as its text, and the server's notices are passed
+    /// over (see [`Wire`]).
     pub async fn recv(&mut self) -> Message {
         loop {
             match self.next_frame_within(WAIT).await {
-                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => return message,
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    match self.unwrap_chat(message) {
+                        Some(message) => return message,
+                        None => continue,
+                    }
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(frame))) => {
                     panic!("{}: expected a message, got Close {frame:?}", self.name)
@@ -165,7 +214,10 @@ impl Client {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(Some(Ok(message))) => panic!("{name}: expected nothing, received {message:?}"),
+                Ok(Some(Ok(message))) => match self.unwrap_chat(message) {
+                    None => continue,
+                    Some(message) => panic!("{name}: expected nothing, received {message:?}"),
+                },
                 Ok(Some(Err(err))) => {
                     panic!("{name}: expected nothing, the connection failed: {err}")
                 }
@@ -208,11 +260,79 @@ impl Client {
         }
     }
 
+    /// The next text or binary message within `limit`, as [`recv`](Self::recv) sees it; `None`
+    /// when nothing comes (pings aside). Fails if the connection ends.
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(frame) => frame,
+            };
+            match frame {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if let Some(message) = self.unwrap_chat(message) {
+                        return Some(message);
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("{}: expected a message, got {other:?}", self.name),
+            }
+        }
+    }
+
+    /// A data message as a scenario about relaying sees it (see [`relayed_text`]); `None` for a
+    /// server notice, to pass over.
+    fn unwrap_chat(&self, message: Message) -> Option<Message> {
+        let Message::Text(text) = &message else {
+            return Some(message);
+        };
+        match relayed_text(self.wire, text.as_str()) {
+            None => None,
+            Some(relayed) if relayed == text.as_str() => Some(message),
+            Some(relayed) => Some(Message::text(relayed)),
+        }
+    }
+
+    /// Whether `message` is a server notice this client's scenario passes over (only on
+    /// [`Wire::Chat`]: a `welcome`, `joined`, `who`, ...).
+    pub fn is_notice(&self, message: &Message) -> bool {
+        matches!(message, Message::Text(text) if relayed_text(self.wire, text.as_str()).is_none())
+    }
+
     /// The underlying stream, for scenarios that need more than the helpers above.
     pub fn stream(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
     }
 }
+
+// ANCHOR: relayed_text
+/// A text message as a scenario about relaying sees it. On [`Wire::Plain`], as it came. On
+/// [`Wire::Chat`], a `chat` object is its text, a server notice is `None` (pass over it), and
+/// anything else (an `error`, a `private` message, text that is not JSON) stays as it came, to
+/// show in the failure it will cause.
+pub fn relayed_text(wire: Wire, text: &str) -> Option<String> {
+    const NOTICES: &[&str] = &[
+        "welcome", "joined", "left", "renamed", "who", "rooms", "info",
+    ];
+    if wire == Wire::Plain {
+        return Some(text.to_string());
+    }
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Some(text.to_string());
+    };
+    match json.get("kind").and_then(serde_json::Value::as_str) {
+        Some("chat") => Some(
+            json.get("text")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(text)
+                .to_string(),
+        ),
+        Some(kind) if NOTICES.contains(&kind) => None,
+        _ => Some(text.to_string()),
+    }
+}
+// ANCHOR_END: relayed_text
 
 /// A client that completes the WebSocket handshake and then reads nothing: a browser tab frozen by
 /// its OS, a phone in a tunnel, a consumer that is simply too slow. Its socket asks for a small
@@ -255,6 +375,7 @@ impl StalledClient {
         Client {
             name: self.name,
             ws: self.ws,
+            wire: current_wire(),
         }
     }
 }

@@ -22,6 +22,7 @@ use std::{
 use futures_util::FutureExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+pub mod chat;
 pub mod client;
 pub mod http;
 pub mod process;
@@ -29,13 +30,18 @@ pub mod server;
 
 pub mod bounded;
 pub mod broadcast;
+pub mod commands;
 pub mod contract;
 pub mod echo;
 pub mod faults;
 pub mod heartbeat;
 pub mod limits;
+pub mod names;
+pub mod private;
+pub mod rooms;
 pub mod shutdown;
 pub mod stats;
+pub mod tcp;
 pub mod throughput;
 pub mod timeouts;
 
@@ -123,7 +129,58 @@ pub struct Target {
     pub bin: Option<&'static str>,
     /// Runs the library's `serve` in this process.
     pub launch: Launch,
+    /// How the server talks to WebSocket clients (see [`Wire`]); [`target!`] takes it from the
+    /// chapter's number.
+    pub wire: Wire,
 }
+
+// ANCHOR: wire
+/// How a server talks to its WebSocket clients, so that the suites written for the plain relay of
+/// chapters 01 to 08 also run against the chat of chapter 09 and later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Wire {
+    /// What a client sends, the others receive as it was sent.
+    #[default]
+    Plain,
+    /// The chat protocol (chapter 09): text is a line to say (or a command), and what arrives is
+    /// a JSON object with a `kind`. On this wire a [`Client`]'s `recv` and `expect_*` take a
+    /// `chat` object for the text it carries, and pass over the server's own notices (`welcome`,
+    /// `joined`, `who`, ...), so a scenario about relaying reads the same on both wires. Binary
+    /// data is relayed as it came on both.
+    Chat,
+}
+
+/// The first chapter whose server speaks the chat protocol.
+pub const FIRST_CHAT_CHAPTER: u32 = 9;
+
+impl Wire {
+    /// The wire of a chapter, from the number its name starts with (`09-rooms` → 9): the
+    /// chapters build on each other, so from [`FIRST_CHAT_CHAPTER`] on, every server (a chapter,
+    /// its exercise, a crate built another way for comparison) speaks the chat protocol.
+    pub const fn of_chapter(chapter: &str) -> Wire {
+        match chapter.as_bytes() {
+            [tens @ b'0'..=b'9', ones @ b'0'..=b'9', ..]
+                if ((*tens - b'0') as u32) * 10 + ((*ones - b'0') as u32) >= FIRST_CHAT_CHAPTER =>
+            {
+                Wire::Chat
+            }
+            _ => Wire::Plain,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The wire of the scenario running in this task: set by [`run_scenario`], read by
+    /// [`Client::connect`], so that the scenarios themselves need not say it.
+    static WIRE: Wire;
+}
+
+/// The wire of the scenario running now ([`Wire::Plain`] outside of one, and in tasks a scenario
+/// spawns: those take `Client::on_wire` to say otherwise).
+pub fn current_wire() -> Wire {
+    WIRE.try_with(|wire| *wire).unwrap_or_default()
+}
+// ANCHOR_END: wire
 
 /// Names a chapter (or exercise) crate as a [`Target`]. Use it in the crate's own integration
 /// test, where Cargo sets `CARGO_BIN_EXE_<package>`:
@@ -148,6 +205,7 @@ macro_rules! target {
             chapter: $krate::CHAPTER,
             package: $package,
             bin: None,
+            wire: $crate::Wire::of_chapter($krate::CHAPTER),
             launch: |listener, flags, shutdown| {
                 Box::pin(async move {
                     let args = std::iter::once(String::from($package)).chain(flags);
@@ -221,7 +279,10 @@ pub fn run_scenario(scenario: &Scenario, target: Target) -> Result<(), String> {
         .build()
         .map_err(|err| format!("cannot build a tokio runtime: {err}"))?;
     let outcome = runtime.block_on(async {
-        let scenario_future = AssertUnwindSafe((scenario.run)(target)).catch_unwind();
+        let scenario_future = WIRE.scope(
+            target.wire,
+            AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+        );
         tokio::time::timeout(SCENARIO_LIMIT, scenario_future).await
     });
     // Leave tasks the server spawned behind without waiting for them.
@@ -296,4 +357,20 @@ pub fn check(target: Target, suites: &[&[Scenario]], stop_at_failure: bool) -> V
         }
     }
     outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wire;
+
+    /// Chapters before 09 relay plainly; 09 and every later one speak the chat protocol; a name
+    /// that does not start with two digits is taken for plain.
+    #[test]
+    fn the_wire_follows_the_chapter_number() {
+        assert_eq!(Wire::of_chapter("08-throughput"), Wire::Plain);
+        assert_eq!(Wire::of_chapter("09-rooms"), Wire::Chat);
+        assert_eq!(Wire::of_chapter("12-later"), Wire::Chat);
+        assert_eq!(Wire::of_chapter("rooms"), Wire::Plain);
+        assert_eq!(Wire::of_chapter("9"), Wire::Plain);
+    }
 }

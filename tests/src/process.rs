@@ -22,6 +22,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The lines of stdout after the first, as they come.
+    stdout: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 impl ServerProcess {
@@ -80,12 +82,18 @@ impl ServerProcess {
             .strip_prefix("listening on http://")
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on http://IP:PORT`, got {first:?}"));
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe, and keep its lines.
+        let (more, stdout) = tokio::sync::watch::channel(Vec::new());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                more.send_modify(|lines| lines.push(line));
+            }
+        });
         ServerProcess {
             addr,
             child,
             stderr,
+            stdout,
         }
     }
 
@@ -118,6 +126,26 @@ impl ServerProcess {
     /// The process's resident memory right now, in bytes (`VmRSS` in `/proc/PID/status`, Linux).
     pub fn rss_bytes(&self) -> u64 {
         crate::faults::resident_kib(self.pid()) * 1024
+    }
+
+    /// Waits (at most [`WAIT`]) for a line of stdout, after the `listening on` line, that starts
+    /// with `prefix`, and returns the rest of it.
+    pub async fn stdout_line(&mut self, prefix: &str) -> String {
+        let find = |lines: &Vec<String>| {
+            lines
+                .iter()
+                .find_map(|line| line.strip_prefix(prefix).map(str::to_string))
+        };
+        let found = tokio::time::timeout(WAIT, self.stdout.wait_for(|lines| find(lines).is_some()))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the server printed no line starting {prefix:?} within {WAIT:?}")
+            })
+            .map(|lines| find(&lines))
+            .unwrap_or_else(|_| {
+                panic!("the server closed stdout before a line starting {prefix:?}")
+            });
+        found.unwrap_or_default()
     }
 
     /// Everything the process wrote to stderr so far.

@@ -167,3 +167,31 @@ fn ex08_throughput_starter_fails() {
         ),
     );
 }
+
+/// Exercise 09-rooms: the starter compiles and fails its stage suites.
+#[test]
+fn ex09_rooms_starter_fails() {
+    assert_fails(
+        "09-rooms",
+        stage_tests::check(
+            stage_tests::target!(ex09_rooms, "ex09-rooms", library_only),
+            &[
+                stage_tests::contract::SCENARIOS,
+                stage_tests::heartbeat::SCENARIOS,
+                stage_tests::broadcast::SCENARIOS,
+                stage_tests::bounded::SCENARIOS,
+                stage_tests::shutdown::SCENARIOS,
+                stage_tests::stats::SCENARIOS,
+                stage_tests::limits::SCENARIOS,
+                stage_tests::timeouts::SCENARIOS,
+                stage_tests::throughput::SCENARIOS,
+                stage_tests::names::SCENARIOS,
+                stage_tests::rooms::SCENARIOS,
+                stage_tests::private::SCENARIOS,
+                stage_tests::commands::SCENARIOS,
+                stage_tests::tcp::SCENARIOS,
+            ],
+            true,
+        ),
+    );
+}
