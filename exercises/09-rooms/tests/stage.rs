@@ -1,7 +1,7 @@
 // Fan-out workshop, exercise 09-rooms: generated from chapters/09-rooms by `cargo workshop generate`.
 //
 // Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
-// with `cargo workshop check 09` (or `cargo test -p ex09-rooms`).
+// with `cargo workshop check 09` (or `cargo test -p ex09-rooms --no-fail-fast`).
 
 //! The stage tests for chapter 09, run against this crate's server: every suite of the chapters
 //! before (through the chat wire, which `target!` picks for chapter 09 on: see
