@@ -369,6 +369,8 @@ pub struct Server {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     new_line: Arc<Notify>,
+    /// What it printed on stdout after the first line (chapter 09's `tcp listening on …`).
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -411,13 +413,26 @@ impl Server {
             .with_context(|| {
                 format!("expected `listening on http://IP:PORT`, got {listening:?}")
             })?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        {
+            let stdout = Arc::clone(&stdout);
+            let new_line = Arc::clone(&new_line);
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut stdout) = stdout.lock() {
+                        stdout.push(line);
+                    }
+                    new_line.notify_waiters();
+                }
+            });
+        }
         Ok(Server {
             addr,
             listening,
             child,
             log,
             new_line,
+            stdout,
         })
     }
 
@@ -452,6 +467,26 @@ impl Server {
                     "the server did not log {count} × {needle:?} within {WAIT:?}; its log:\n{}",
                     self.log().join("\n")
                 );
+            }
+        }
+    }
+
+    /// Waits for a line the server prints on stdout after `listening on`, starting with `prefix`,
+    /// and returns the rest of it.
+    pub async fn wait_for_stdout(&self, prefix: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.new_line.notified();
+            let found = self.stdout.lock().ok().and_then(|lines| {
+                lines
+                    .iter()
+                    .find_map(|line| line.strip_prefix(prefix).map(str::to_string))
+            });
+            if let Some(rest) = found {
+                return Ok(rest);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!("the server did not print {prefix:?} within {WAIT:?}");
             }
         }
     }

@@ -41,6 +41,7 @@ mod ch05;
 mod ch06;
 mod ch07;
 mod ch08;
+mod ch09;
 pub mod harness;
 pub mod shape;
 
@@ -134,6 +135,7 @@ pub fn all() -> Vec<&'static Run> {
         ch06::RUNS,
         ch07::RUNS,
         ch08::RUNS,
+        ch09::RUNS,
     ]
     .into_iter()
     .flatten()
