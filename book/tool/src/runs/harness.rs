@@ -456,37 +456,40 @@ impl Server {
 
     /// Waits until `count` logged lines contain `needle`.
     pub async fn wait_for_log(&self, needle: &str, count: usize) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.new_line.notified();
-            if self.log_matching(&[needle]).len() >= count {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                bail!(
-                    "the server did not log {count} × {needle:?} within {WAIT:?}; its log:\n{}",
-                    self.log().join("\n")
-                );
-            }
-        }
+        let enough = || (self.log_matching(&[needle]).len() >= count).then_some(());
+        self.wait_until(enough).await.with_context(|| {
+            format!(
+                "the server did not log {count} × {needle:?} within {WAIT:?}; its log:\n{}",
+                self.log().join("\n")
+            )
+        })
     }
 
     /// Waits for a line the server prints on stdout after `listening on`, starting with `prefix`,
     /// and returns the rest of it.
     pub async fn wait_for_stdout(&self, prefix: &str) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.new_line.notified();
-            let found = self.stdout.lock().ok().and_then(|lines| {
+        let printed = || {
+            self.stdout.lock().ok().and_then(|lines| {
                 lines
                     .iter()
                     .find_map(|line| line.strip_prefix(prefix).map(str::to_string))
-            });
-            if let Some(rest) = found {
-                return Ok(rest);
+            })
+        };
+        self.wait_until(printed)
+            .await
+            .with_context(|| format!("the server did not print {prefix:?} within {WAIT:?}"))
+    }
+
+    /// Checks `found` each time the server writes a line (stdout or stderr), for up to [`WAIT`].
+    async fn wait_until<T>(&self, found: impl Fn() -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.new_line.notified();
+            if let Some(value) = found() {
+                return Some(value);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                bail!("the server did not print {prefix:?} within {WAIT:?}");
+                return None;
             }
         }
     }
