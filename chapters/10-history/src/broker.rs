@@ -14,6 +14,9 @@
 //! Since the broker sees every message, it is also the one that can count them. Anyone who wants
 //! the counts asks it with an [`Event::Stats`] that carries a oneshot sender for the answer: the
 //! actor's way of answering a question without sharing its state.
+//!
+//! Since chapter 10 it also numbers what clients say and hands it to the storage task, and joins
+//! a newcomer's history to the live messages without a gap or a repeat (`broker/history.rs`).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -40,6 +43,11 @@ use crate::{
 
 // What each command does to the maps: see commands.rs.
 mod commands;
+// Keeping what is said, and replaying it on a join: see history.rs.
+mod history;
+
+pub use history::History;
+use history::Pending;
 
 /// Names one connection for as long as the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,6 +92,13 @@ pub enum Event {
     /// A client is being cut off by the write or the idle timeout: it leaves now, and is counted
     /// once however many timeouts caught it (its own Leave follows, and changes nothing).
     TimedOut { id: ConnId },
+    /// The storage task's answer to request `ticket` for `to` (see `broker/history.rs`): the
+    /// messages, oldest first, or what to tell the client instead.
+    History {
+        to: ConnId,
+        ticket: u64,
+        answer: Result<Vec<ChatMessage>, String>,
+    },
 }
 
 /// The broker's counts, as `GET /stats` shows them.
@@ -109,6 +124,8 @@ pub struct Stats {
     /// Clients cut off for being too slow or too silent: a write that took longer than
     /// `--write-timeout`, a queue full for that long, or nothing heard for `--idle-timeout`.
     pub timed_out: u64,
+    /// Messages not kept in the history because the storage task's queue was full.
+    pub history_dropped: u64,
 }
 
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
@@ -122,8 +139,12 @@ pub fn spawn(capacity: usize, stall_limit: Duration) -> (mpsc::Sender<Event>, Jo
 }
 
 /// The broker's loop: one event at a time until every sender is gone.
-pub async fn run(mut events: mpsc::Receiver<Event>, stall_limit: Duration) {
-    let mut broker = Broker::new(stall_limit);
+pub async fn run(events: mpsc::Receiver<Event>, stall_limit: Duration) {
+    run_broker(events, Broker::new(stall_limit)).await;
+}
+
+/// [`run`], with a broker made by the caller (one that keeps history: see `serve`).
+pub async fn run_broker(mut events: mpsc::Receiver<Event>, mut broker: Broker) {
     // ② `recv` returns `None` only once every sender is gone: the app state and every connection
     // have been dropped, so no event can ever come again and there is nobody left to serve.
     while let Some(event) = events.recv().await {
@@ -145,6 +166,8 @@ struct Client {
     nick: Nick,
     /// The one room it is in.
     room: Room,
+    /// While its history is on its way: what it would have received meanwhile.
+    pending: Option<Pending>,
 }
 
 /// How long a client's queue may stay full when nobody says otherwise: the default of
@@ -169,6 +192,8 @@ pub struct Broker {
     counts: Stats,
     /// How long a client's queue may stay full before the client is let go.
     stall_limit: Duration,
+    /// The storage task and the numbers of what is said; `None` keeps no history.
+    history: Option<History>,
 }
 // ANCHOR_END: state
 
@@ -196,6 +221,7 @@ impl Broker {
             guests: 0,
             counts: Stats::default(),
             stall_limit,
+            history: None,
         }
     }
 
@@ -239,6 +265,7 @@ impl Broker {
                     self.counts.timed_out = self.counts.timed_out.saturating_add(1);
                 }
             }
+            Event::History { to, ticket, answer } => self.answer_history(to, ticket, answer, now),
         }
     }
 
@@ -256,6 +283,7 @@ impl Broker {
             wire,
             nick: nick.clone(),
             room: lobby.clone(),
+            pending: None,
         };
         self.clients.insert(id, client);
         self.announce(
@@ -267,6 +295,8 @@ impl Broker {
             now,
         );
         self.welcome(id, now);
+        // Then what was said in the lobby before: see broker/history.rs.
+        self.request_history(id, None, false, now);
     }
 
     /// `guest-N` for the next N whose name is free. Nobody can choose a name of that form (see
@@ -378,6 +408,17 @@ impl Broker {
                 // A terminal cannot show binary data: it gets none.
                 (None, _, _) => continue,
             };
+            // While its history is on its way, a client's messages wait behind it (history.rs).
+            if let Some(pending) = &mut client.pending {
+                if pending.hold(message) {
+                    if counted {
+                        self.counts.deliveries = self.counts.deliveries.saturating_add(1);
+                    }
+                } else if counted {
+                    self.counts.dropped = self.counts.dropped.saturating_add(1);
+                }
+                continue;
+            }
             // ③ One client's trouble must not stop the loop: every outcome below is handled here
             // and the loop goes on to the next client.
             match client.outbox.try_send(message) {
@@ -672,6 +713,7 @@ mod tests {
                 disconnected: 2,
                 refused: 0,
                 timed_out: 0,
+                history_dropped: 0,
             }
         );
     }

@@ -43,6 +43,8 @@ pub enum Command {
     Help,
     /// `/quit`: leave the server.
     Quit,
+    /// `/history [N]`: the last messages of my room again (N of them, or as many as `--history`).
+    History(Option<usize>),
 }
 // ANCHOR_END: command
 
@@ -56,6 +58,7 @@ pub const HELP: &str = "\
 /msg NAME TEXT   send TEXT to NAME only
 /me ACTION       tell the room what you do
 /help            this list
+/history [N]     the last N messages of your room again
 /quit            leave
 //text           say \"/text\"";
 
@@ -72,7 +75,12 @@ pub enum ParseError {
     Extra { usage: &'static str },
     /// A name that is not a valid name.
     BadName(NameError),
+    /// `/history` with something other than a count from 1 to [`MAX_HISTORY`].
+    BadCount(String),
 }
+
+/// The most messages one `/history` may ask for (and `--history` replay on join).
+pub const MAX_HISTORY: usize = 1000;
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,6 +101,11 @@ impl fmt::Display for ParseError {
             ParseError::Missing { usage } => write!(f, "missing argument: usage is {usage}"),
             ParseError::Extra { usage } => write!(f, "too many arguments: usage is {usage}"),
             ParseError::BadName(err) => err.fmt(f),
+            ParseError::BadCount(count) => write!(
+                f,
+                "/history takes a number of messages from 1 to {MAX_HISTORY}, not {}",
+                count.escape_debug()
+            ),
         }
     }
 }
@@ -128,6 +141,14 @@ pub fn parse(line: &str) -> Result<Input, ParseError> {
         "who" => no_words(rest, "/who", Command::Who)?,
         "help" => no_words(rest, "/help", Command::Help)?,
         "quit" => no_words(rest, "/quit", Command::Quit)?,
+        "history" if rest.is_empty() => Command::History(None),
+        "history" => {
+            let count = one_word(rest, "/history [N]")?;
+            match count.parse::<usize>() {
+                Ok(n) if (1..=MAX_HISTORY).contains(&n) => Command::History(Some(n)),
+                _ => return Err(ParseError::BadCount(count.to_string())),
+            }
+        }
         "msg" => {
             const USAGE: &str = "/msg NAME TEXT";
             let (to, text) = rest
@@ -228,6 +249,30 @@ mod tests {
     }
 
     /// Every command, with its arguments, whatever the case of its name and the spaces around.
+    /// `/history` takes nothing or a count from 1 to MAX_HISTORY; anything else says what it takes.
+    #[test]
+    fn history_takes_an_optional_count() {
+        assert_eq!(command("/history"), Command::History(None));
+        assert_eq!(command("/HISTORY 20"), Command::History(Some(20)));
+        assert_eq!(
+            command(&format!("/history {MAX_HISTORY}")),
+            Command::History(Some(MAX_HISTORY))
+        );
+        for bad in [
+            "/history 0",
+            "/history -1",
+            "/history lots",
+            "/history 1001",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.to_string().contains("from 1 to 1000"), "{bad}: {err}");
+        }
+        assert!(matches!(
+            parse("/history 1 2"),
+            Err(ParseError::Extra { .. })
+        ));
+    }
+
     #[test]
     fn every_command_parses() {
         assert_eq!(

@@ -1,7 +1,7 @@
 //! This chapter's flags, and the parsers that keep each one within the range the code below
 //! can take without panicking.
 
-use std::{io, time::Duration};
+use std::{io, path::PathBuf, time::Duration};
 
 use tokio::sync::Semaphore;
 
@@ -22,7 +22,10 @@ pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// This chapter's flags (besides `--addr`, which `main.rs` owns).
+// A flag given twice takes its last value: the stage tests give every server its own `--db` and
+// a scenario may give another after it (clap refuses a repeated flag otherwise).
 #[derive(Debug, Clone, clap::Parser)]
+#[command(args_override_self = true)]
 pub struct Config {
     /// How often the writer pings the client, whatever else it writes (e.g. 30s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
@@ -78,6 +81,49 @@ pub struct Config {
     #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = message_size)]
     pub max_line_bytes: usize,
     // ANCHOR_END: tcp_flags
+    // ANCHOR: history_flags
+    /// The SQLite file that keeps the history (created if need be; its directory must exist).
+    #[arg(long, value_name = "PATH", default_value = "fanout-history.db")]
+    pub db: PathBuf,
+    // Why 50: a screenful, enough to see what a room is talking about, and little to send to
+    // every client that joins.
+    /// How many of a room's last messages a client receives when it joins it (0 for none; at most 1000); /history asks again.
+    #[arg(long, value_name = "MESSAGES", default_value_t = DEFAULT_HISTORY, value_parser = history)]
+    pub history: usize,
+    // Why 10000: two hundred screenfuls per room, a few megabytes on disk; the database stays
+    // small, and retention deletes a few rows per batch.
+    /// How many messages are kept per room and per private conversation; older ones are deleted (at least 1, at most 100000000).
+    #[arg(long, value_name = "MESSAGES", default_value_t = 10_000, value_parser = history_keep)]
+    pub history_keep: usize,
+    // ANCHOR_END: history_flags
+}
+
+/// `--history` when it is not given.
+pub const DEFAULT_HISTORY: usize = 50;
+
+/// The most messages `--history-keep` accepts per room: a hundred million rows of one room is no
+/// longer a chat history but a database to size and back up on purpose.
+pub const MAX_HISTORY_KEEP: usize = 100_000_000;
+
+/// Parses `--history`: 0 (no replay on join) to [`MAX_HISTORY`](crate::command::MAX_HISTORY),
+/// the most that `/history` may ask for too.
+fn history(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count <= crate::command::MAX_HISTORY => Ok(count),
+        Ok(_) => Err(format!("must be at most {}", crate::command::MAX_HISTORY)),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Parses `--history-keep`: at least 1 (a history that keeps nothing is `--history 0`), at most
+/// [`MAX_HISTORY_KEEP`].
+fn history_keep(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (use --history 0 to replay nothing)".to_string()),
+        Ok(keep) if keep <= MAX_HISTORY_KEEP => Ok(keep),
+        Ok(_) => Err(format!("must be at most {MAX_HISTORY_KEEP}")),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
@@ -261,6 +307,39 @@ mod tests {
     fn the_default_stall_limit_is_the_default_write_timeout() {
         let config = Config::parse_from(["test"]);
         assert_eq!(config.write_timeout, crate::broker::DEFAULT_STALL_LIMIT);
+    }
+
+    /// `--history` is 0 (off) to 1000, `--history-keep` 1 to a hundred million; anything else is
+    /// a flag error.
+    #[test]
+    fn history_flags_stay_within_their_limits() {
+        assert_eq!(history("0"), Ok(0));
+        assert_eq!(history("1000"), Ok(1000));
+        assert_eq!(history_keep("1"), Ok(1));
+        assert_eq!(history_keep("100000000"), Ok(MAX_HISTORY_KEEP));
+        for bad in ["1001", "-1", "lots", "99999999999999999999999"] {
+            assert!(history(bad).is_err(), "--history {bad} should be refused");
+        }
+        for bad in ["0", "100000001", "-1", "lots"] {
+            assert!(
+                history_keep(bad).is_err(),
+                "--history-keep {bad} should be refused"
+            );
+        }
+        let config = Config::parse_from(["test"]);
+        assert_eq!(
+            (config.db, config.history, config.history_keep),
+            ("fanout-history.db".into(), 50, 10_000)
+        );
+    }
+
+    /// A flag given twice takes its last value, so that a scenario's flags can override the ones
+    /// every test server gets.
+    #[test]
+    fn a_later_flag_overrides_an_earlier_one() {
+        let config = Config::parse_from(["test", "--db", "a.db", "--history", "3", "--db", "b.db"]);
+        assert_eq!(config.db, PathBuf::from("b.db"));
+        assert_eq!(config.history, 3);
     }
 
     /// `--idle-timeout` defaults to three ping intervals and must be at least two.

@@ -1,3 +1,14 @@
+//! Chapter 10: history.
+//!
+//! Until now nothing said survived a restart, and a newcomer walked into a room in silence. Here
+//! every message a client says is kept in SQLite (`storage.rs`, `--db`), by a task of its own
+//! that the broker hands writes to without ever waiting; a client that joins a room gets its
+//! last `--history` messages, marked as history, then the live ones, with nothing lost or
+//! repeated at the seam (`broker/history.rs`); `/history [N]` asks again. A database that fails
+//! costs the history, never the chat.
+//!
+//! What follows is chapter 09's account, which still holds.
+//!
 //! Chapter 09: rooms.
 //!
 //! Until now every message went to everybody, from nobody in particular. Here the relay becomes
@@ -116,6 +127,7 @@ mod connection;
 pub mod message;
 pub mod names;
 pub mod outbox;
+pub mod storage;
 pub mod tcp;
 
 use broker::{ConnId, Event};
@@ -201,8 +213,28 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let (events, broker) = broker::spawn(config.queue_capacity, config.write_timeout);
-    serve_with_broker_task(listener, config, shutdown, events, broker).await
+    // The history first: a database that cannot be opened (a missing directory, a file that is
+    // not a database, one another server holds) stops the server here, with the reason.
+    let (storage, last) = storage::open(&config.db, config.history_keep).await?;
+    println!("history in {}", config.db.display());
+    let (events, events_rx) = mpsc::channel(config.queue_capacity);
+    let (jobs, storage_task) = storage::spawn(storage, storage::QUEUE, events.downgrade());
+    let broker = broker::Broker::new(config.write_timeout).with_history(broker::History::new(
+        jobs,
+        config.history,
+        last,
+    ));
+    let broker = tokio::spawn(broker::run_broker(events_rx, broker));
+    let outcome = serve_with_broker_task(listener, config, shutdown, events, broker).await;
+    // The connections are closed, so the broker ends, and the storage task writes what it was
+    // last handed, then ends too: what was said just before a shutdown is kept.
+    if tokio::time::timeout(SHUTDOWN_GRACE, storage_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the history was still being written after the grace period");
+    }
+    outcome
 }
 
 /// [`serve`], with a broker task that the caller started. It is the seam through which a test

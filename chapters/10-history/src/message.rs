@@ -6,6 +6,10 @@
 //! gets one readable line (`[lobby] alice: hi`). Both are built at most once per message,
 //! however many clients it goes to: the broker asks [`Payloads`] for the rendering a recipient
 //! needs, and every recipient of that rendering shares the same bytes.
+//!
+//! Since chapter 10 a message may come from the history (`storage.rs`): it is then marked so,
+//! `"history": true` in JSON and its original time in front of a terminal's line, `(12:03) `,
+//! so that a client can tell what was said before it came from what is said now.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,10 +20,15 @@ use serde::{Deserialize, Serialize};
 /// One message from the server, to one client or to many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// When the server sent it, in milliseconds since 1970 (UTC).
+    /// When the server sent it, in milliseconds since 1970 (UTC). For a message from the
+    /// history, when it was first sent.
     pub ts: u64,
     #[serde(flatten)]
     pub body: Body,
+    /// Whether it was said before the client came, and is replayed from the history. Left out of
+    /// the JSON when false, so a live message reads as it did in chapter 09.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// What happened. Serialized with a `kind` tag: `{"kind":"chat","from":"alice",...}`.
@@ -82,7 +91,11 @@ impl ChatMessage {
             .map_or(0, |since| {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             });
-        ChatMessage { ts, body }
+        ChatMessage {
+            ts,
+            body,
+            history: false,
+        }
     }
 
     /// Whether this is something a client said, as opposed to something the server says.
@@ -105,6 +118,16 @@ impl ChatMessage {
     /// cleaned of control characters first: a newline in a chat message must not start a line
     /// that looks like it came from the server, nor an escape sequence repaint the terminal.
     pub fn to_line(&self) -> String {
+        let line = self.body_line();
+        if self.history {
+            // Only what clients said is kept, and it is always one line: one mark suffices.
+            format!("({}) {line}", clock(self.ts))
+        } else {
+            line
+        }
+    }
+
+    fn body_line(&self) -> String {
         match &self.body {
             Body::Chat { room, from, text } => format!("[{room}] {from}: {}", clean(text)),
             Body::Action { from, text, .. } => format!("* {from} {}", clean(text)),
@@ -129,6 +152,13 @@ impl ChatMessage {
         }
     }
     // ANCHOR_END: line
+}
+
+/// `HH:MM` of a time in milliseconds since 1970, in UTC: the server knows no time zone of its
+/// clients'.
+fn clock(ts: u64) -> String {
+    let minutes_of_day = (ts / 60_000) % (24 * 60);
+    format!("{:02}:{:02}", minutes_of_day / 60, minutes_of_day % 60)
 }
 
 /// Replaces every control character (newlines, escapes, tabs) by a visible `�`.
@@ -195,6 +225,7 @@ mod tests {
         ChatMessage {
             ts: 1_700_000_000_000,
             body,
+            history: false,
         }
     }
 
@@ -288,6 +319,24 @@ mod tests {
             line.starts_with("[lobby] alice: hi\u{FFFD}! you"),
             "{line:?}"
         );
+    }
+
+    /// A message from the history says so: `"history": true` in JSON, its original time (UTC)
+    /// in front of a line; a live message carries no such mark.
+    #[test]
+    fn history_is_marked_on_both_wires() {
+        let old = ChatMessage {
+            history: true,
+            ..chat("hi")
+        };
+        let json: serde_json::Value = serde_json::from_str(&old.to_json()).unwrap();
+        assert_eq!(json["history"], serde_json::json!(true));
+        assert_eq!(json["ts"], serde_json::json!(1_700_000_000_000u64));
+        // 1_700_000_000_000 ms is 2023-11-14 22:13:20 UTC.
+        assert_eq!(old.to_line(), "(22:13) [lobby] alice: hi");
+        assert!(!chat("hi").to_json().contains("history"));
+        let back: ChatMessage = serde_json::from_str(&chat("hi").to_json()).unwrap();
+        assert!(!back.history);
     }
 
     /// The renderings are made once: every client on the same wire gets the same bytes.

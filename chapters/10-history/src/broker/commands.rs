@@ -34,7 +34,7 @@ impl Broker {
                     from: nick,
                     text,
                 };
-                self.announce(from, body, now);
+                self.say(from, body, now);
             }
             Ok(Input::Command(command)) => self.execute(from, command, now),
         }
@@ -81,12 +81,14 @@ impl Broker {
                         .clients
                         .get(&recipient)
                         .map_or(to, |them| them.nick.clone());
-                    let body = Body::Private {
+                    let message = ChatMessage::now(Body::Private {
                         from: nick.to_string(),
                         to: to.to_string(),
                         text,
-                    };
-                    self.tell(recipient, body, now);
+                    });
+                    // Kept for the two of them (see storage.rs), and sent to one.
+                    self.record(&message);
+                    self.send(&[recipient], Outgoing::Chat(&message), now);
                 }
             },
             Command::Me(text) => {
@@ -95,7 +97,7 @@ impl Broker {
                     from: nick.to_string(),
                     text,
                 };
-                self.announce(from, body, now);
+                self.say(from, body, now);
             }
             Command::Help => self.tell(
                 from,
@@ -104,7 +106,10 @@ impl Broker {
                 },
                 now,
             ),
+            Command::History(count) => self.request_history(from, count, true, now),
             Command::Quit => {
+                // What was held for it goes first, then the goodbye.
+                self.release(from, now);
                 self.tell(
                     from,
                     Body::Info {
@@ -185,9 +190,20 @@ impl Broker {
             now,
         );
         self.welcome(from, now);
+        // Then what was said in the room before: see broker/history.rs.
+        self.request_history(from, None, false, now);
         // ANCHOR_END: exercise-move_to
     }
     // ANCHOR_END: move_to
+
+    /// Says `body`, something a client said, to the other members of `from`'s room, and keeps
+    /// it in the room's history.
+    fn say(&mut self, from: ConnId, body: Body, now: Instant) {
+        let message = ChatMessage::now(body);
+        self.record(&message);
+        let others = self.room_mates(from);
+        self.send(&others, Outgoing::Chat(&message), now);
+    }
 
     /// Tells `id` who and where it is, and who is there with it.
     pub(super) fn welcome(&mut self, id: ConnId, now: Instant) {
