@@ -850,3 +850,14 @@ mod tests {
     clippy::arithmetic_side_effects
 )]
 mod rooms_tests;
+
+// Tests may panic (that is how they fail), index and count without care.
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod history_tests;
