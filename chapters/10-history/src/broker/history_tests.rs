@@ -129,9 +129,17 @@ fn a_joiner_gets_history_then_what_was_held_then_live() {
     chat.line(alice, "two");
     let bob = chat.connect();
     let read = chat.the_read();
-    assert_eq!((read.upto, read.limit), (2, 50), "up to the last message said");
+    assert_eq!(
+        (read.upto, read.limit),
+        (2, 50),
+        "up to the last message said"
+    );
     chat.line(alice, "three"); // said while bob's history is on its way
-    assert_eq!(chat.said(bob), Vec::<String>::new(), "held until the answer");
+    assert_eq!(
+        chat.said(bob),
+        Vec::<String>::new(),
+        "held until the answer"
+    );
     chat.answer(&read, Ok(vec![old("one"), old("two")]));
     chat.line(alice, "four");
     assert_eq!(chat.said(bob), ["h:one", "h:two", "three", "four"]);
@@ -188,7 +196,11 @@ fn a_stale_answer_is_dropped_and_the_latest_one_placed_where_it_was_asked() {
     chat.answer(&read, Ok(vec![]));
     let bob = chat.connect();
     let lobby = chat.the_read();
-    assert_eq!(chat.take(bob).len(), 2, "welcome and who, before any request");
+    assert_eq!(
+        chat.take(bob).len(),
+        2,
+        "welcome and who, before any request"
+    );
     chat.line(dave, "live in the lobby"); // held before the second request
     chat.line(bob, "/join games");
     let games = chat.the_read();

@@ -171,7 +171,10 @@ async fn a_private_message_is_in_no_rooms_history() {
 async fn a_missing_directory_is_a_clear_error() {
     let dir = dir();
     let path = dir.path().join("nowhere").join("history.db");
-    let err = open(&path, 100).await.err().expect("no directory, no database");
+    let err = open(&path, 100)
+        .await
+        .err()
+        .expect("no directory, no database");
     let text = err.to_string();
     assert!(
         text.contains("does not exist") && text.contains("nowhere"),
@@ -192,7 +195,11 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
         text.contains("notes.txt") && text.contains("not a database"),
         "{text}"
     );
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), junk, "left as it was");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        junk,
+        "left as it was"
+    );
 }
 
 /// A file that another server holds is refused, saying so, instead of two servers mixing their
@@ -218,7 +225,9 @@ async fn a_removed_file_is_noticed_and_replaced() {
     let dir = dir();
     let path = dir.path().join("history.db");
     let (mut storage, _) = open(&path, 100).await.unwrap();
-    storage.write(&[said(1, "lobby", "lost with the file")]).await;
+    storage
+        .write(&[said(1, "lobby", "lost with the file")])
+        .await;
     std::fs::remove_file(&path).unwrap();
     storage.write(&[said(2, "lobby", "not kept")]).await;
     assert!(storage.counts().failures.load(Ordering::Relaxed) >= 1);
@@ -271,7 +280,8 @@ async fn a_read_sees_the_writes_queued_before_it_and_none_after() {
     request.ticket = 42;
     let to = request.to;
     jobs.try_send(Job::Read(request)).unwrap();
-    jobs.try_send(Job::Write(said(4, "lobby", "after"))).unwrap();
+    jobs.try_send(Job::Write(said(4, "lobby", "after")))
+        .unwrap();
     let task = tokio::spawn(run(storage, jobs_rx, events.downgrade()));
     let answer = tokio::time::timeout(Duration::from_secs(5), events_rx.recv())
         .await
