@@ -25,7 +25,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     history_zero_replays_nothing_on_join,
     a_private_message_is_in_nobody_elses_history,
     joiners_see_no_gap_and_no_repeat_while_someone_talks,
-    a_database_that_fails_costs_history_not_chat,
+    @binary a_database_that_fails_costs_history_not_chat,
     @binary prints_where_the_history_is_kept,
     @binary a_restart_keeps_the_history,
     @binary a_database_path_in_a_missing_directory_is_refused,
@@ -255,15 +255,19 @@ async fn joiners_see_no_gap_and_no_repeat_while_someone_talks(target: Target) {
 }
 
 /// The database fails while the server runs (its directory is removed): chat goes on, a client
-/// that asks for history is told it is unavailable; once the directory is back, history is kept
-/// and served again (in a new file). Nothing panics.
+/// that asks for history is told it is unavailable, the failure is logged once (not once per
+/// message) and counted in `/stats`; once the directory is back, history is kept and served
+/// again (in a new file). Nothing panics.
 async fn a_database_that_fails_costs_history_not_chat(target: Target) {
+    const FAILED: &str = "the history database failed";
+    let bin = target.bin.expect("this scenario needs the binary");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let db = data.join("history.db");
-    let server = start(target, &["--db", db.to_str().unwrap()]).await;
-    let [mut alice, mut bob] = ChatClient::everyone(&server, ["alice", "bob"]).await;
+    let server = ServerProcess::start(bin, &["--db", db.to_str().unwrap()]).await;
+    let url = crate::ws_url(server.addr);
+    let [mut alice, mut bob] = ChatClient::everyone_url(&url, ["alice", "bob"]).await;
     std::fs::remove_dir_all(&data).unwrap();
     for n in 1..=20 {
         alice.send(&format!("while it is gone {n}")).await;
@@ -274,6 +278,12 @@ async fn a_database_that_fails_costs_history_not_chat(target: Target) {
     bob.send("/history").await;
     let error = bob.expect_error().await;
     assert!(error.contains("unavailable"), "{error}");
+    let stats = crate::http::get(server.addr, "/stats").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
+    assert!(
+        stats["history_failures"].as_u64().unwrap_or_default() >= 1,
+        "/stats should count the failures: {stats}"
+    );
     std::fs::create_dir(&data).unwrap();
     // Writing resumes once the storage tries the file again: say something and ask for it back
     // until it comes back from the history (each try is one round trip; RETRY is 500 ms).
@@ -293,7 +303,20 @@ async fn a_database_that_fails_costs_history_not_chat(target: Target) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!server.is_finished(), "the server goes on");
+    // The log is read from a pipe: wait for the line of the recovery to come through it.
+    let log = crate::wait_until(
+        WAIT,
+        || std::future::ready(server.stderr()),
+        |log| log.contains("the history database is back"),
+    )
+    .await
+    .unwrap_or_else(|log| panic!("the recovery should be logged:\n{log}"));
+    assert_eq!(
+        log.matches(FAILED).count(),
+        1,
+        "the failure should be logged once, not once per message:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// The binary prints where it keeps the history, as `history in PATH`.

@@ -126,6 +126,10 @@ pub struct Stats {
     pub timed_out: u64,
     /// Messages not kept in the history because the storage task's queue was full.
     pub history_dropped: u64,
+    /// Messages written to the history's database.
+    pub history_written: u64,
+    /// Times the history's database failed: a batch, a read, or an attempt to reopen it.
+    pub history_failures: u64,
 }
 
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
@@ -474,10 +478,14 @@ impl Broker {
     /// The counts as they are now.
     pub fn stats(&self) -> Stats {
         let named = self.clients.values().filter(|c| !c.nick.is_guest()).count();
+        let (history_written, history_failures) =
+            self.history.as_ref().map_or((0, 0), History::counts);
         Stats {
             connections: self.clients.len() as u64,
             rooms: self.rooms.len() as u64,
             named: named as u64,
+            history_written,
+            history_failures,
             ..self.counts
         }
     }
@@ -714,6 +722,8 @@ mod tests {
                 refused: 0,
                 timed_out: 0,
                 history_dropped: 0,
+                history_written: 0,
+                history_failures: 0,
             }
         );
     }

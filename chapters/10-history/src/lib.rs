@@ -218,12 +218,10 @@ pub async fn serve(
     let (storage, last) = storage::open(&config.db, config.history_keep).await?;
     println!("history in {}", config.db.display());
     let (events, events_rx) = mpsc::channel(config.queue_capacity);
+    let counts = storage.counts();
     let (jobs, storage_task) = storage::spawn(storage, storage::QUEUE, events.downgrade());
-    let broker = broker::Broker::new(config.write_timeout).with_history(broker::History::new(
-        jobs,
-        config.history,
-        last,
-    ));
+    let history = broker::History::new(jobs, config.history, last, counts);
+    let broker = broker::Broker::new(config.write_timeout).with_history(history);
     let broker = tokio::spawn(broker::run_broker(events_rx, broker));
     let outcome = serve_with_broker_task(listener, config, shutdown, events, broker).await;
     // The connections are closed, so the broker ends, and the storage task writes what it was

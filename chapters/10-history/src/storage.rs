@@ -21,6 +21,12 @@
 //!   once and counted, and the task tries the file again every [`RETRY`]. Nothing here panics,
 //!   and the broker never notices but through the answers it gets.
 //!
+//! Private messages are kept too, under their two parties' names (`private:alice bob`, with
+//! retention counted per conversation as per room), and replayed to nobody in this chapter: a
+//! name here is not an account. Once bob has left, anyone may take the name bob, so replaying
+//! "bob's" conversations to whoever is called bob now would hand them to a stranger. A join and
+//! `/history` replay the room's messages only; a private message never reaches anybody's history.
+//!
 //! A pool of one connection: one task does all the work, one statement at a time, and that
 //! connection holds the file's lock for as long as the server runs (see the migration). The pool
 //! is what sqlx's migrations and transactions take most simply, and it never closes the

@@ -17,7 +17,10 @@
 //! If the storage task cannot take the request (its queue is full, or it is gone), there is no
 //! history to wait for: nothing is held, and a client that asked with `/history` is told why.
 
-use std::collections::VecDeque;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, atomic::Ordering},
+};
 
 use axum::extract::ws::Message;
 use tokio::{sync::mpsc, time::Instant};
@@ -26,7 +29,7 @@ use super::{Broker, ConnId};
 use crate::{
     message::{Body, ChatMessage, Payloads},
     outbox::payload_size,
-    storage::{Job, Read, Record},
+    storage::{Counts, Job, Read, Record},
 };
 
 /// The most messages held for one client while its history is on its way, and the most bytes:
@@ -49,19 +52,30 @@ pub struct History {
     tickets: u64,
     /// Whether writes are being dropped (the storage queue was full): logged once per episode.
     dropping: bool,
+    /// What the storage task counts, for `/stats`.
+    counts: Arc<Counts>,
 }
 
 impl History {
     /// History kept through `jobs`, `replay` messages replayed on a join, numbers going on
-    /// after `last`.
-    pub fn new(jobs: mpsc::Sender<Job>, replay: usize, last: u64) -> History {
+    /// after `last`; the storage task counts its writes and failures in `counts`.
+    pub fn new(jobs: mpsc::Sender<Job>, replay: usize, last: u64, counts: Arc<Counts>) -> History {
         History {
             jobs,
             replay,
             last,
             tickets: 0,
             dropping: false,
+            counts,
         }
+    }
+
+    /// Messages written to the database so far, and the database's failures.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.writes.load(Ordering::Relaxed),
+            self.counts.failures.load(Ordering::Relaxed),
+        )
     }
 }
 

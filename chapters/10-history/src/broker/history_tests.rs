@@ -24,7 +24,8 @@ impl Chat {
     /// go on after `last`.
     fn new(replay: usize, room: usize, last: u64) -> Chat {
         let (jobs, jobs_rx) = mpsc::channel(room);
-        let broker = Broker::default().with_history(History::new(jobs, replay, last));
+        let counts = std::sync::Arc::default();
+        let broker = Broker::default().with_history(History::new(jobs, replay, last, counts));
         Chat {
             broker,
             jobs: jobs_rx,
