@@ -247,19 +247,18 @@ pub async fn run(
         // writes after it are left out of its answer by their numbers (`upto`).
         storage.write(&writes).await;
         for read in reads {
-            let answer = storage.read(&read).await;
+            // The broker gone (shutting down), nobody reads the answer: skip the read, but not
+            // the writes still queued behind it, which the loop goes on to keep.
             let Some(events) = events.upgrade() else {
-                return; // the broker is gone: nobody to answer
+                continue;
             };
             let answer = Event::History {
                 to: read.to,
                 ticket: read.ticket,
-                answer,
+                answer: storage.read(&read).await,
             };
             // Waiting here is fine: this is the storage task, and the broker reads its queue.
-            if events.send(answer).await.is_err() {
-                return;
-            }
+            let _ = events.send(answer).await;
         }
         // Retention last, so that a read in this batch still sees what it should.
         storage.prune(&writes).await;
