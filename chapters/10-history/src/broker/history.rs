@@ -37,6 +37,7 @@ use crate::{
 /// is in trouble; this is room for a busy room's traffic meanwhile. What does not fit is dropped
 /// for that client, as for a full queue (④).
 pub const HOLD_LIMIT: usize = 1024;
+/// The most bytes of payload held for one client meanwhile (as `--queue-bytes` by default).
 pub const HOLD_BYTES: usize = 1 << 20;
 
 /// What the broker needs to keep history: the way to the storage task, how much to replay on a
