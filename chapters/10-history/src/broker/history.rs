@@ -32,7 +32,7 @@ use crate::{
     storage::{Counts, Job, Read, Record},
 };
 
-/// The most messages held for one client while its history is on its way, and the most bytes:
+/// The most messages held for one client while its history is on its way. Why so few suffice:
 /// the storage task answers within milliseconds, or within its busy timeout when the database
 /// is in trouble; this is room for a busy room's traffic meanwhile. What does not fit is dropped
 /// for that client, as for a full queue (④).
