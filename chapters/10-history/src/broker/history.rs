@@ -196,7 +196,7 @@ impl Broker {
     }
     // ANCHOR_END: request_history
 
-    // ANCHOR: exercise-seam
+    // ANCHOR: answer_history
     /// The storage task's answer to request `ticket` for `to`: the client gets what was held
     /// before the request, the history, then what was held since, and is no longer held. An
     /// answer to a request that a later one replaced is dropped: the later answer will come.
@@ -207,6 +207,7 @@ impl Broker {
         answer: Result<Vec<ChatMessage>, String>,
         now: Instant,
     ) {
+        // ANCHOR: exercise-seam
         let Some(client) = self.clients.get_mut(&to) else {
             return; // gone meanwhile
         };
@@ -236,8 +237,9 @@ impl Broker {
         }
         out.extend(after);
         self.pass_on(to, out, now);
+        // ANCHOR_END: exercise-seam
     }
-    // ANCHOR_END: exercise-seam
+    // ANCHOR_END: answer_history
 
     /// Lets go of what was held for `id`, without history: before its connection closes.
     pub(super) fn release(&mut self, id: ConnId, now: Instant) {
