@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::{history::HOLD_LIMIT, *};
 use crate::{
     outbox::{Inbox, outbox},
-    storage::{Job, Read, UNAVAILABLE},
+    storage::{Job, Read, Record, UNAVAILABLE},
 };
 
 /// A broker that keeps history through a queue this test reads, with its clients.
@@ -338,4 +338,122 @@ fn quitting_while_held_lets_the_held_messages_out_first() {
         .collect();
     let tail: Vec<&str> = got.iter().rev().take(2).map(|(_, t)| t.as_str()).collect();
     assert_eq!(tail, ["bye", "just in time"]);
+}
+
+// The seam, as a property: whatever the interleaving of messages said, clients coming, clients
+// hopping to another room and straight back (which leaves a stale request behind), and answers
+// arriving in any order, a client in the lobby reads, after its last welcome there, every
+// message of the lobby exactly once and in order: the history (which reaches back to the first,
+// `--history` being larger than all that is said here) and then the live ones, seamlessly.
+
+/// One thing that can happen. `who` and `pick` choose among the clients and the open requests.
+#[derive(Debug, Clone)]
+enum Step {
+    Say,
+    Connect,
+    Hop { who: usize },
+    Answer { pick: usize },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(Step::Say),
+        2 => Just(Step::Connect),
+        1 => any::<usize>().prop_map(|who| Step::Hop { who }),
+        3 => any::<usize>().prop_map(|pick| Step::Answer { pick }),
+    ]
+}
+
+/// Plays `steps`; client 0 does all the talking, in the lobby.
+fn play(steps: Vec<Step>) {
+    let mut chat = Chat::new(crate::command::MAX_HISTORY, 100_000, 0);
+    let talker = chat.connect();
+    let mut store: Vec<Record> = Vec::new();
+    let mut open: Vec<Read> = Vec::new();
+    let mut said = 0u32;
+    // Sorts the queued jobs: writes into the store, reads into the open requests.
+    let collect = |chat: &mut Chat, store: &mut Vec<Record>, open: &mut Vec<Read>| {
+        for job in chat.jobs() {
+            match job {
+                Job::Write(record) => store.push(record),
+                Job::Read(read) => open.push(read),
+            }
+        }
+    };
+    // What the storage task would answer: the last `limit` of the room, numbered `upto` or less.
+    let answer = |store: &[Record], read: &Read| -> Vec<ChatMessage> {
+        let room = read.room.to_string();
+        let mut found: Vec<ChatMessage> = store
+            .iter()
+            .filter(|record| record.seq <= read.upto)
+            .filter(
+                |record| matches!(&record.message.body, Body::Chat { room: r, .. } if *r == room),
+            )
+            .map(|record| ChatMessage {
+                history: true,
+                ..record.message.clone()
+            })
+            .collect();
+        let skip = found.len().saturating_sub(read.limit);
+        found.drain(..skip);
+        found
+    };
+    for step in steps {
+        match step {
+            Step::Say => {
+                said += 1;
+                chat.line(talker, &said.to_string());
+            }
+            Step::Connect => {
+                chat.connect();
+            }
+            Step::Hop { who } => {
+                let who = 1 + who % chat.clients.len().max(2).saturating_sub(1);
+                if who < chat.clients.len() {
+                    chat.line(who, "/join games");
+                    chat.line(who, "/join lobby");
+                }
+            }
+            Step::Answer { pick } => {
+                collect(&mut chat, &mut store, &mut open);
+                if !open.is_empty() {
+                    let read = open.remove(pick % open.len());
+                    let found = answer(&store, &read);
+                    chat.answer(&read, Ok(found));
+                }
+            }
+        }
+    }
+    // Every open request answered, the stale ones too, in the order they were made.
+    collect(&mut chat, &mut store, &mut open);
+    for read in std::mem::take(&mut open) {
+        let found = answer(&store, &read);
+        chat.answer(&read, Ok(found));
+    }
+    let all: Vec<u32> = (1..=said).collect();
+    for who in 1..chat.clients.len() {
+        let mut since_welcome: Vec<u32> = Vec::new();
+        for (kind, text, _) in chat.take(who) {
+            match kind.as_str() {
+                "welcome" => since_welcome.clear(),
+                "chat" => since_welcome.push(text.parse().unwrap()),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            since_welcome, all,
+            "client {who} should read every message of the lobby once, in order"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Whatever the interleaving, every client in the lobby reads its messages once each, in
+    /// order, history and live together.
+    #[test]
+    fn the_seam_loses_and_repeats_nothing(steps in proptest::collection::vec(step(), 1..60)) {
+        play(steps);
+    }
 }
