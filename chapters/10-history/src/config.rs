@@ -92,7 +92,7 @@ pub struct Config {
     pub history: usize,
     // Why 10000: two hundred screenfuls per room, a few megabytes on disk; the database stays
     // small, and retention deletes a few rows per batch.
-    /// How many messages are kept per room and per private conversation; older ones are deleted (at least 1, at most 100000000).
+    /// How many messages are kept per room and per private conversation; older ones are deleted, in steps of a tenth of it (at least 1, at most 100000000).
     #[arg(long, value_name = "MESSAGES", default_value_t = 10_000, value_parser = history_keep)]
     pub history_keep: usize,
     // ANCHOR_END: history_flags

@@ -14,8 +14,8 @@
 //!   sent before it. The answer goes back to the broker as an event ([`Event::History`]). Since
 //!   the queue keeps its order, the answer holds exactly what was said before the request: the
 //!   seam on which `broker/history.rs` joins the history to the live messages.
-//! - Retention: after each batch, the scopes it wrote to are cut to their last `--history-keep`
-//!   messages.
+//! - Retention: after a batch, the scopes it wrote to are cut to their last `--history-keep`
+//!   messages (once a tenth of that has been written to them since their last cut).
 //! - Failures: if the database cannot be used (the file removed, its directory gone, the disk
 //!   full), writes are lost until it can, reads are answered with an error, the failure is logged
 //!   once and counted, and the task tries the file again every [`RETRY`]. Nothing here panics,
@@ -33,7 +33,7 @@
 //! connection on its own (no idle timeout, no maximum lifetime): that would let go of the lock.
 
 use std::{
-    collections::BTreeSet,
+    collections::HashMap,
     io,
     path::{Path, PathBuf},
     sync::{
@@ -44,7 +44,7 @@ use std::{
 };
 
 use sqlx::{
-    SqlitePool,
+    QueryBuilder, Sqlite, SqlitePool,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePoolOptions},
 };
@@ -129,6 +129,8 @@ pub struct Storage {
     /// Since when the database has been failing, and when it was last tried; `None` when well.
     failing: Option<(Instant, Instant)>,
     counts: Arc<Counts>,
+    /// Scope → messages written since it was last cut down to `keep` (see `prune`).
+    uncut: HashMap<String, usize>,
 }
 
 /// An open database, and which file it opened: a file removed or replaced under an open
@@ -168,6 +170,7 @@ pub async fn open(path: &Path, keep: usize) -> io::Result<(Storage, u64)> {
         keep,
         failing: None,
         counts: Arc::default(),
+        uncut: HashMap::new(),
     };
     Ok((storage, u64::try_from(last).unwrap_or(0)))
 }
@@ -311,12 +314,29 @@ impl Storage {
         }
     }
 
-    /// Cuts every scope that `records` wrote to down to its last `--history-keep` messages.
+    /// Cuts the scopes that `records` wrote to down to their last `--history-keep` messages: each
+    /// scope once a tenth of `keep` messages has been written to it since its last cut (every time
+    /// when `keep` is under 10). A cut is a query of its own; this makes it one per thousand
+    /// messages of a room with the default 10000, at the price of up to a tenth more kept between
+    /// two cuts.
     pub async fn prune(&mut self, records: &[Record]) {
-        let scopes: BTreeSet<String> = records
+        let every = (self.keep / 10).max(1);
+        let mut scopes = Vec::new();
+        for scope in records
             .iter()
             .filter_map(|record| scope(&record.message.body))
-            .collect();
+        {
+            let written = self.uncut.entry(scope).or_insert(0);
+            *written = written.saturating_add(1);
+        }
+        self.uncut.retain(|scope, written| {
+            if *written >= every {
+                scopes.push(scope.clone());
+                false
+            } else {
+                true
+            }
+        });
         let Some(pool) = self.db.as_ref().map(|db| db.pool.clone()) else {
             return;
         };
@@ -403,37 +423,71 @@ impl Storage {
     }
 }
 
+/// How many rows one INSERT statement carries. Each statement is a round trip to the thread
+/// where sqlx runs SQLite, which costs more than the row itself: a busy chat's batch goes in a
+/// few statements rather than one per message. (8 values a row: far below SQLite's limit of
+/// 32766 values per statement.)
+const ROWS_PER_INSERT: usize = 100;
+
 /// Inserts `records` in one transaction: all of them, or none.
 async fn insert(pool: &SqlitePool, records: &[Record]) -> Result<(), sqlx::Error> {
+    let rows: Vec<InsertRow> = records.iter().filter_map(InsertRow::new).collect();
     let mut tx = pool.begin().await?;
-    for record in records {
-        let Some(scope) = scope(&record.message.body) else {
-            continue; // not something a client said: never sent here, and nothing to keep
-        };
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        // OR REPLACE: a number is never reused by one server, and one file has one server; but
+        // should it happen, the newer message wins rather than the whole batch failing.
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR REPLACE INTO messages (seq, scope, ts, kind, sender, recipient, room, text) ",
+        );
+        insert.push_values(chunk, |mut values, row| {
+            values
+                .push_bind(row.seq)
+                .push_bind(&row.scope)
+                .push_bind(row.ts)
+                .push_bind(row.kind)
+                .push_bind(&row.sender)
+                .push_bind(&row.recipient)
+                .push_bind(&row.room)
+                .push_bind(&row.text);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// One row of `messages`, as `insert` writes it.
+struct InsertRow {
+    seq: i64,
+    scope: String,
+    ts: i64,
+    kind: &'static str,
+    sender: String,
+    recipient: Option<String>,
+    room: Option<String>,
+    text: String,
+}
+
+impl InsertRow {
+    /// The row for `record`; `None` for what is not kept (never sent here).
+    fn new(record: &Record) -> Option<InsertRow> {
+        let scope = scope(&record.message.body)?;
         let (kind, sender, recipient, room, text) = match &record.message.body {
             Body::Chat { room, from, text } => ("chat", from, None, Some(room), text),
             Body::Action { room, from, text } => ("action", from, None, Some(room), text),
             Body::Private { from, to, text } => ("private", from, Some(to), None, text),
-            _ => continue,
+            _ => return None,
         };
-        // OR REPLACE: a number is never reused by one server, and one file has one server; but
-        // should it happen, the newer message wins rather than the whole batch failing.
-        sqlx::query(
-            "INSERT OR REPLACE INTO messages (seq, scope, ts, kind, sender, recipient, room, text) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(to_sql(record.seq))
-        .bind(scope)
-        .bind(to_sql(record.message.ts))
-        .bind(kind)
-        .bind(sender)
-        .bind(recipient)
-        .bind(room)
-        .bind(text)
-        .execute(&mut *tx)
-        .await?;
+        Some(InsertRow {
+            seq: to_sql(record.seq),
+            scope,
+            ts: to_sql(record.message.ts),
+            kind,
+            sender: sender.clone(),
+            recipient: recipient.cloned(),
+            room: room.cloned(),
+            text: text.clone(),
+        })
     }
-    tx.commit().await
 }
 
 /// One row of `messages`, as `select` reads it.

@@ -105,6 +105,44 @@ async fn a_read_stops_at_its_number_and_keeps_the_last_ones() {
     assert_eq!(texts(&messages), ["3", "4"]);
 }
 
+/// A batch larger than one INSERT statement carries is written whole, in order.
+#[tokio::test]
+async fn a_big_batch_is_written_whole() {
+    let dir = dir();
+    let (mut storage, _) = open(&dir.path().join("history.db"), 1000).await.unwrap();
+    let count = 2 * ROWS_PER_INSERT + 7;
+    let records: Vec<Record> = (1..=count as u64)
+        .map(|n| said(n, "lobby", &n.to_string()))
+        .collect();
+    storage.write(&records).await;
+    let messages = storage.read(&read("lobby", u64::MAX, 1000)).await.unwrap();
+    let expected: Vec<String> = (1..=count).map(|n| n.to_string()).collect();
+    assert_eq!(texts(&messages), expected);
+}
+
+/// With a larger `--history-keep`, a scope is cut once a tenth of it has been written since its
+/// last cut: never more than that over, and back to `keep` at each cut.
+#[tokio::test]
+async fn retention_cuts_in_steps_of_a_tenth() {
+    let dir = dir();
+    let (mut storage, _) = open(&dir.path().join("history.db"), 100).await.unwrap();
+    for n in 1..=109 {
+        let record = [said(n, "lobby", &n.to_string())];
+        storage.write(&record).await;
+        storage.prune(&record).await;
+        assert!(count(&storage, "room:lobby").await <= 109);
+    }
+    assert_eq!(
+        count(&storage, "room:lobby").await,
+        109,
+        "no cut since the 100th write"
+    );
+    let record = [said(110, "lobby", "110")];
+    storage.write(&record).await;
+    storage.prune(&record).await;
+    assert_eq!(count(&storage, "room:lobby").await, 100);
+}
+
 /// Closing and opening the file again finds the messages, and the highest number, from which
 /// the broker goes on.
 #[tokio::test]
