@@ -193,8 +193,8 @@ async fn connect(path: &Path) -> Result<Db, sqlx::Error> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
-        // A rollback journal beside the file, made for each transaction: a directory that can no
-        // longer be written to fails the next write, instead of a WAL file that hides it.
+        // SQLite's default rollback journal. While the server holds the lock, SQLite keeps the
+        // journal file (`PATH-journal`) between transactions rather than making one each time.
         .journal_mode(SqliteJournalMode::Delete)
         // Keep the lock once taken: one server per file (see the migration).
         .locking_mode(SqliteLockingMode::Exclusive)
@@ -265,6 +265,10 @@ pub async fn run(
         }
         // Retention last, so that a read in this batch still sees what it should.
         storage.prune(&writes).await;
+    }
+    // Everything is written: close the file properly (and let go of its lock).
+    if let Some(db) = storage.db.take() {
+        db.pool.close().await;
     }
 }
 
