@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Client, QUIET, TestServer, WAIT, Wire};
+use crate::{Client, QUIET, TestServer, WAIT, Wire, client::is_history};
 
 /// The kinds a server sends of its own accord when somebody else comes, goes or changes name.
 pub const NOTICES: &[&str] = &["joined", "left", "renamed"];
@@ -20,6 +20,9 @@ pub struct ChatClient {
     pub name: String,
     /// The room it is in.
     pub room: String,
+    /// Whether it reads messages replayed from the history (chapter 10 on); by default they are
+    /// passed over, so that the suites of chapter 09 read the same on a server that keeps history.
+    history: bool,
 }
 
 /// The string field `key` of `message`; fails if there is none.
@@ -50,6 +53,7 @@ impl ChatClient {
             client,
             name: String::new(),
             room: String::new(),
+            history: false,
         };
         let welcome = chat.expect("welcome").await;
         chat.name = field(&welcome, "name").to_string();
@@ -89,6 +93,11 @@ impl ChatClient {
         }
     }
 
+    /// From now on, this client reads the messages replayed from the history too.
+    pub fn read_history(&mut self) {
+        self.history = true;
+    }
+
     /// The label failures name this client by.
     pub fn label(&self) -> &str {
         self.client.name()
@@ -101,13 +110,20 @@ impl ChatClient {
 
     /// The next message, whatever its kind (pings aside). Fails if none comes within [`WAIT`],
     /// or if what comes is not a JSON object with a `kind`.
+    /// Messages replayed from the history are passed over unless [`read_history`](Self::read_history)
+    /// was called.
     pub async fn next(&mut self) -> Value {
         let label = self.label().to_string();
-        let message = self
-            .client
-            .stream_json_within(WAIT)
-            .await
-            .unwrap_or_else(|| panic!("{label}: nothing arrived within {WAIT:?}"));
+        let message = loop {
+            let message = self
+                .client
+                .stream_json_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{label}: nothing arrived within {WAIT:?}"));
+            if self.history || !is_history(&message) {
+                break message;
+            }
+        };
         assert!(
             message.get("kind").is_some(),
             "{label}: no kind in {message}"
@@ -173,6 +189,10 @@ impl ChatClient {
             match tokio::time::timeout_at(deadline, self.client.stream().next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(Some(Ok(Message::Text(text))))
+                    if !self.history
+                        && serde_json::from_str(text.as_str())
+                            .is_ok_and(|json| is_history(&json)) => {}
                 Ok(other) => panic!("{label}: expected nothing, received {other:?}"),
             }
         }
@@ -181,6 +201,9 @@ impl ChatClient {
     /// Reads notices of others coming, going and renaming until none has come for [`QUIET`].
     pub async fn skip_notices(&mut self) {
         while let Some(message) = self.client.stream_json_within(QUIET).await {
+            if !self.history && is_history(&message) {
+                continue;
+            }
             assert!(
                 NOTICES.contains(&kind(&message)),
                 "{}: expected only notices, got {message}",

@@ -310,7 +310,10 @@ impl Client {
 /// A text message as a scenario about relaying sees it. On [`Wire::Plain`], as it came. On
 /// [`Wire::Chat`], a `chat` object is its text, a server notice is `None` (pass over it), and
 /// anything else (an `error`, a `private` message, text that is not JSON) stays as it came, to
-/// show in the failure it will cause.
+/// show in the failure it will cause. A message replayed from the history (chapter 10 on: it has
+/// `"history": true`) is passed over like a notice: what was said before a client came is not
+/// what a scenario about relaying waits for. A scenario that wants it reads the wire whole, as
+/// [`crate::chat::ChatClient`] can.
 pub fn relayed_text(wire: Wire, text: &str) -> Option<String> {
     const NOTICES: &[&str] = &[
         "welcome", "joined", "left", "renamed", "who", "rooms", "info",
@@ -321,6 +324,9 @@ pub fn relayed_text(wire: Wire, text: &str) -> Option<String> {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
         return Some(text.to_string());
     };
+    if is_history(&json) {
+        return None;
+    }
     match json.get("kind").and_then(serde_json::Value::as_str) {
         Some("chat") => Some(
             json.get("text")
@@ -333,6 +339,11 @@ pub fn relayed_text(wire: Wire, text: &str) -> Option<String> {
     }
 }
 // ANCHOR_END: relayed_text
+
+/// Whether a chat message is replayed from the history (`"history": true`, chapter 10 on).
+pub fn is_history(message: &serde_json::Value) -> bool {
+    message.get("history").and_then(serde_json::Value::as_bool) == Some(true)
+}
 
 /// A client that completes the WebSocket handshake and then reads nothing: a browser tab frozen by
 /// its OS, a phone in a tunnel, a consumer that is simply too slow. Its socket asks for a small

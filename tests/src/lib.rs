@@ -14,6 +14,7 @@ use std::{
     io,
     net::SocketAddr,
     panic::AssertUnwindSafe,
+    path::Path,
     pin::Pin,
     process::ExitCode,
     time::{Duration, Instant},
@@ -35,6 +36,7 @@ pub mod contract;
 pub mod echo;
 pub mod faults;
 pub mod heartbeat;
+pub mod history;
 pub mod limits;
 pub mod names;
 pub mod private;
@@ -132,6 +134,26 @@ pub struct Target {
     /// How the server talks to WebSocket clients (see [`Wire`]); [`target!`] takes it from the
     /// chapter's number.
     pub wire: Wire,
+    /// Flags every server of this target gets before a scenario's own (which come after, and
+    /// win), made for each server from a temporary directory of its own that lives as long as
+    /// the server: chapter 10 puts its database there. `None` (what [`target!`] gives): none.
+    pub base_flags: Option<BaseFlags>,
+}
+
+/// Makes a server's base flags (see [`Target::base_flags`]) from its temporary directory.
+pub type BaseFlags = fn(&Path) -> Vec<String>;
+
+impl Target {
+    /// The base flags for one server of this target, and the directory they may point into,
+    /// which the caller keeps for as long as the server runs. No hook, no directory.
+    pub fn base_flags(&self) -> (Vec<String>, Option<tempfile::TempDir>) {
+        let Some(hook) = self.base_flags else {
+            return (Vec::new(), None);
+        };
+        let dir = tempfile::tempdir()
+            .unwrap_or_else(|err| panic!("cannot make a temporary directory for a server: {err}"));
+        (hook(dir.path()), Some(dir))
+    }
 }
 
 // ANCHOR: wire
@@ -173,6 +195,14 @@ tokio::task_local! {
     /// The wire of the scenario running in this task: set by [`run_scenario`], read by
     /// [`Client::connect`], so that the scenarios themselves need not say it.
     static WIRE: Wire;
+    /// The target of the scenario running in this task: set by [`run_scenario`], read by
+    /// [`ServerProcess::start`], which is given the binary only, for the target's base flags.
+    static TARGET: Target;
+}
+
+/// The target of the scenario running now, if any (see [`TARGET`]).
+pub(crate) fn current_target() -> Option<Target> {
+    TARGET.try_with(|target| *target).ok()
 }
 
 /// The wire of the scenario running now ([`Wire::Plain`] outside of one, and in tasks a scenario
@@ -206,6 +236,7 @@ macro_rules! target {
             package: $package,
             bin: None,
             wire: $crate::Wire::of_chapter($krate::CHAPTER),
+            base_flags: None,
             launch: |listener, flags, shutdown| {
                 Box::pin(async move {
                     let args = std::iter::once(String::from($package)).chain(flags);
@@ -281,7 +312,10 @@ pub fn run_scenario(scenario: &Scenario, target: Target) -> Result<(), String> {
     let outcome = runtime.block_on(async {
         let scenario_future = WIRE.scope(
             target.wire,
-            AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+            TARGET.scope(
+                target,
+                AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+            ),
         );
         tokio::time::timeout(SCENARIO_LIMIT, scenario_future).await
     });

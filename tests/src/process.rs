@@ -24,15 +24,31 @@ pub struct ServerProcess {
     stderr: Arc<Mutex<String>>,
     /// The lines of stdout after the first, as they come.
     stdout: tokio::sync::watch::Receiver<Vec<String>>,
+    /// The directory of the target's base flags, kept while the process runs.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The base flags for a process of `bin`, when `bin` is the binary of the target whose scenario
+/// runs now (see [`Target::base_flags`](crate::Target::base_flags)); none otherwise.
+fn base_flags(bin: &str) -> (Vec<String>, Option<tempfile::TempDir>) {
+    match crate::current_target() {
+        Some(target) if target.bin == Some(bin) => target.base_flags(),
+        _ => (Vec::new(), None),
+    }
 }
 
 impl ServerProcess {
     /// Starts `bin --addr 127.0.0.1:0 <flags>` and waits (at most [`WAIT`]) for its
-    /// `listening on http://IP:PORT` line.
+    /// `listening on http://IP:PORT` line. When `bin` is the binary of the scenario's target,
+    /// the target's base flags come before `flags`.
     pub async fn start(bin: &str, flags: &[&str]) -> ServerProcess {
+        let (base, dir) = base_flags(bin);
         let mut command = Command::new(bin);
-        command.args(["--addr", "127.0.0.1:0"]).args(flags);
-        ServerProcess::spawn(command, bin).await
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(base)
+            .args(flags);
+        ServerProcess::spawn(command, bin, dir).await
     }
 
     /// Like [`start`](Self::start), but the process may open at most `open_files` files
@@ -43,17 +59,23 @@ impl ServerProcess {
         flags: &[&str],
         open_files: u32,
     ) -> ServerProcess {
+        let (base, dir) = base_flags(bin);
         let mut command = Command::new("prlimit");
         command
             .arg(format!("--nofile={open_files}"))
             .arg("--")
             .arg(bin)
             .args(["--addr", "127.0.0.1:0"])
+            .args(base)
             .args(flags);
-        ServerProcess::spawn(command, bin).await
+        ServerProcess::spawn(command, bin, dir).await
     }
 
-    async fn spawn(mut command: Command, bin: &str) -> ServerProcess {
+    async fn spawn(
+        mut command: Command,
+        bin: &str,
+        dir: Option<tempfile::TempDir>,
+    ) -> ServerProcess {
         let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -94,6 +116,7 @@ impl ServerProcess {
             child,
             stderr,
             stdout,
+            _dir: dir,
         }
     }
 

@@ -12,6 +12,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<io::Result<()>>,
+    /// The directory of the target's base flags (its database, say), kept while the server runs.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -20,7 +22,8 @@ impl TestServer {
         TestServer::start_with(target, &[]).await
     }
 
-    /// Starts `target` with `flags`, given as on the command line (`["--ping-interval", "200ms"]`).
+    /// Starts `target` with `flags`, given as on the command line (`["--ping-interval", "200ms"]`),
+    /// after the target's base flags (see [`Target::base_flags`]).
     pub async fn start_with(target: Target, flags: &[&str]) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -33,12 +36,14 @@ impl TestServer {
             // Resolves when `shutdown()` sends, and also when the sender is dropped.
             let _ = shutdown_rx.await;
         });
-        let flags = flags.iter().map(|flag| flag.to_string()).collect();
-        let task = tokio::spawn((target.launch)(listener, flags, shutdown));
+        let (mut all, dir) = target.base_flags();
+        all.extend(flags.iter().map(|flag| flag.to_string()));
+        let task = tokio::spawn((target.launch)(listener, all, shutdown));
         TestServer {
             addr,
             shutdown: Some(shutdown_tx),
             task,
+            _dir: dir,
         }
     }
 

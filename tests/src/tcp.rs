@@ -39,6 +39,20 @@ pub struct LineClient {
     name: String,
     lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
     writer: OwnedWriteHalf,
+    /// Whether it reads the lines replayed from the history (chapter 10 on), which start with
+    /// their time, `(12:03) `; by default they are passed over, as on the chat wire.
+    history: bool,
+}
+
+/// Whether a terminal's line is replayed from the history: it starts with its time, `(HH:MM) `.
+/// No live line starts with `(`: what clients say starts with `[room]`, `*` or `!`.
+pub fn is_history_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 8
+        && bytes[0] == b'('
+        && bytes[3] == b':'
+        && bytes[6..8] == *b") "
+        && [1, 2, 4, 5].iter().all(|&i| bytes[i].is_ascii_digit())
 }
 
 impl LineClient {
@@ -53,6 +67,7 @@ impl LineClient {
             name: name.to_string(),
             lines: BufReader::new(reader).lines(),
             writer,
+            history: false,
         }
     }
 
@@ -78,14 +93,25 @@ impl LineClient {
         self.send_raw(format!("{line}\n").as_bytes()).await;
     }
 
-    /// The next line; fails if none comes within [`WAIT`] or the connection ends.
+    /// From now on, this client reads the lines replayed from the history too.
+    pub fn read_history(&mut self) {
+        self.history = true;
+    }
+
+    /// The next line; fails if none comes within [`WAIT`] or the connection ends. Lines from
+    /// the history are passed over unless [`read_history`](Self::read_history) was called.
     pub async fn next(&mut self) -> String {
         let name = &self.name;
-        tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{name}: no line within {WAIT:?}"))
-            .unwrap_or_else(|err| panic!("{name}: reading failed: {err}"))
-            .unwrap_or_else(|| panic!("{name}: the connection ended"))
+        loop {
+            let line = tokio::time::timeout(WAIT, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: no line within {WAIT:?}"))
+                .unwrap_or_else(|err| panic!("{name}: reading failed: {err}"))
+                .unwrap_or_else(|| panic!("{name}: the connection ended"));
+            if self.history || !is_history_line(&line) {
+                return line;
+            }
+        }
     }
 
     /// The next line must be `expected`.
