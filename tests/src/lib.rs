@@ -37,7 +37,9 @@ pub mod faults;
 pub mod heartbeat;
 pub mod limits;
 pub mod names;
+pub mod origin;
 pub mod private;
+pub mod ratelimit;
 pub mod rooms;
 pub mod shutdown;
 pub mod stats;
@@ -132,6 +134,11 @@ pub struct Target {
     /// How the server talks to WebSocket clients (see [`Wire`]); [`target!`] takes it from the
     /// chapter's number.
     pub wire: Wire,
+    /// Flags given to every server a scenario starts (library or binary), before the scenario's
+    /// own, which win (a chapter's `Config` lets a later flag override an earlier one). From
+    /// chapter 10 on, they lift the limits the suites of earlier chapters never had to reckon with
+    /// (`--rate-limit off`, ...); a chapter's own suites set them again. Empty in [`target!`].
+    pub base_flags: &'static [&'static str],
 }
 
 // ANCHOR: wire
@@ -180,6 +187,17 @@ tokio::task_local! {
 pub fn current_wire() -> Wire {
     WIRE.try_with(|wire| *wire).unwrap_or_default()
 }
+
+tokio::task_local! {
+    /// The [`Target::base_flags`] of the scenario running in this task, set by [`run_scenario`].
+    static BASE_FLAGS: &'static [&'static str];
+}
+
+/// The base flags of the scenario running now (none outside of one, and in tasks it spawns), for
+/// [`TestServer`] and [`ServerProcess`] to put before a scenario's own.
+pub fn base_flags() -> &'static [&'static str] {
+    BASE_FLAGS.try_with(|flags| *flags).unwrap_or_default()
+}
 // ANCHOR_END: wire
 
 /// Names a chapter (or exercise) crate as a [`Target`]. Use it in the crate's own integration
@@ -206,6 +224,7 @@ macro_rules! target {
             package: $package,
             bin: None,
             wire: $crate::Wire::of_chapter($krate::CHAPTER),
+            base_flags: &[],
             launch: |listener, flags, shutdown| {
                 Box::pin(async move {
                     let args = std::iter::once(String::from($package)).chain(flags);
@@ -281,7 +300,10 @@ pub fn run_scenario(scenario: &Scenario, target: Target) -> Result<(), String> {
     let outcome = runtime.block_on(async {
         let scenario_future = WIRE.scope(
             target.wire,
-            AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+            BASE_FLAGS.scope(
+                target.base_flags,
+                AssertUnwindSafe((scenario.run)(target)).catch_unwind(),
+            ),
         );
         tokio::time::timeout(SCENARIO_LIMIT, scenario_future).await
     });

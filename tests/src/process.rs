@@ -27,11 +27,14 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `bin --addr 127.0.0.1:0 <flags>` and waits (at most [`WAIT`]) for its
-    /// `listening on http://IP:PORT` line.
+    /// Starts `bin --addr 127.0.0.1:0 <base flags> <flags>` (see [`crate::base_flags`]) and waits
+    /// (at most [`WAIT`]) for its `listening on http://IP:PORT` line.
     pub async fn start(bin: &str, flags: &[&str]) -> ServerProcess {
         let mut command = Command::new(bin);
-        command.args(["--addr", "127.0.0.1:0"]).args(flags);
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(crate::base_flags())
+            .args(flags);
         ServerProcess::spawn(command, bin).await
     }
 
@@ -49,6 +52,7 @@ impl ServerProcess {
             .arg("--")
             .arg(bin)
             .args(["--addr", "127.0.0.1:0"])
+            .args(crate::base_flags())
             .args(flags);
         ServerProcess::spawn(command, bin).await
     }

@@ -33,7 +33,11 @@ impl TestServer {
             // Resolves when `shutdown()` sends, and also when the sender is dropped.
             let _ = shutdown_rx.await;
         });
-        let flags = flags.iter().map(|flag| flag.to_string()).collect();
+        let flags = crate::base_flags()
+            .iter()
+            .chain(flags)
+            .map(|flag| flag.to_string())
+            .collect();
         let task = tokio::spawn((target.launch)(listener, flags, shutdown));
         TestServer {
             addr,
