@@ -115,7 +115,7 @@ pub struct Config {
     /// How many clients (WebSocket and TCP) may be connected from one IP address at once, or off; one more gets 429 Too Many Requests.
     #[arg(long, value_name = "N", default_value = "32", value_parser = max_connections_per_ip)]
     pub max_connections_per_ip: OrOff<NonZeroUsize>,
-    /// A page origin whose WebSocket connections are accepted besides the server's own (scheme://host[:port]; repeatable); other pages get 403.
+    /// A page origin whose WebSocket connections are accepted besides the server's own (scheme://host or scheme://host:port; repeatable); other pages get 403.
     #[arg(long, value_name = "ORIGIN", value_parser = origin)]
     pub allow_origin: Vec<Origin>,
     // ANCHOR_END: limit_flags

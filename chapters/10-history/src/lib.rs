@@ -1,3 +1,10 @@
+//! Limits (chapter 10, `limits.rs`, `origin.rs`): each client's reader takes a token from its own
+//! bucket for every message (⑰, `--rate-limit`, `--rate-burst`): one over the limit is dropped
+//! and its sender told once, and one still flooding after `--rate-limit-grace` is closed with 1008.
+//! One address holds at most `--max-connections-per-ip` connections, terminals included (⑱, 429
+//! beside the total's 503), and a handshake from a page of another origin gets 403 (⑲,
+//! `--allow-origin`). The broker keeps none of it: the reader and the handshake decide.
+//!
 //! Chapter 09: rooms.
 //!
 //! Until now every message went to everybody, from nobody in particular. Here the relay becomes
@@ -28,7 +35,8 @@
 //! duration seen from the broker's side), an idle timeout, and a header timeout, for which the
 //! server now runs its own accept loop instead of `axum::serve`.
 //!
-//! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ here):
+//! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ since
+//! chapter 08, ⑰–⑲ since chapter 10):
 //!
 //! | #  | Where                               | What happens                                        |
 //! |----|-------------------------------------|-----------------------------------------------------|
@@ -48,6 +56,9 @@
 //! | ⑭  | broker: a queue over its bytes      | `--queue-bytes`: Full, as for a full count (④)      |
 //! | ⑮  | upgrade: buffers                    | 4 KiB to read into, a write buffer that grows to 16 KiB |
 //! | ⑯  | accept loop: Nagle's algorithm      | off: each flush leaves at once                      |
+//! | ⑰  | reader: over `--rate-limit`         | dropped, one warning per flood; past the grace: Close 1008 (TCP: a line, hung up) |
+//! | ⑱  | `upgrade`, TCP welcome: one address | `--max-connections-per-ip`: 429 (TCP: one line), before any WebSocket |
+//! | ⑲  | `upgrade`: a foreign `Origin`       | 403 with a reason, before any place is taken         |
 
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
 // to panic into an error when `cargo clippy` checks this crate (CI runs it on every change):
