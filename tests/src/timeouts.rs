@@ -103,7 +103,8 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout(target: Ta
 // ANCHOR_END: never_reads
 
 /// A peer that stops answering (here: one that never replies to a Ping, as a vanished one would
-/// not) is dropped once `--idle-timeout` passes without a frame from it, not much sooner.
+/// not) is dropped once `--idle-timeout` passes without a frame from it, not much sooner, with
+/// Close 1001 (going away): a peer that still reads is told why.
 async fn a_peer_that_never_answers_pings_is_dropped_after_the_idle_timeout(target: Target) {
     let server = TestServer::start_with(
         target,
@@ -120,8 +121,8 @@ async fn a_peer_that_never_answers_pings_is_dropped_after_the_idle_timeout(targe
     let ending = silent.expect_end().await;
     let after = connected.elapsed();
     assert!(
-        matches!(ending, RawEnding::Close(_) | RawEnding::Gone(_)),
-        "the silent peer should be dropped, got {ending:?}"
+        matches!(ending, RawEnding::Close(Some(1001))),
+        "the silent peer should be dropped with Close 1001, got {ending:?}"
     );
     // Timers fire late on a busy machine, never early: check the lower bound only.
     assert!(
