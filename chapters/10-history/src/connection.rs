@@ -146,14 +146,20 @@ impl Connection {
             // ⑨ A client that takes nothing would not take a Close either: just hang up.
             () = stuck.cancelled() => {
                 tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
-                let _ = state.events.send(Event::TimedOut { id }).await;
                 End::Stuck
             }
         };
         let closing = end.goodbye().is_some();
+        let timed_out = matches!(end, End::Idle | End::Stuck);
         // The writer sends the goodbye, if there is one, and stops. If it has stopped already (its
         // client is gone), nobody hears this, which is fine.
         let _ = finish.send(end);
+        // ⑨ ⑩ Only now, with the goodbye in the writer's hands, may the broker let go of this
+        // client: a writer that found its outbox closed first would take that for the broker's
+        // end (⑤) and say 1011 where 1001 is due.
+        if timed_out {
+            let _ = state.events.send(Event::TimedOut { id }).await;
+        }
         if closing {
             // We are closing: read on until the client answers our Close, which completes the
             // closing handshake. A client that reads nothing never answers, hence the deadline.
@@ -197,7 +203,6 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
             // it ignores us. Either way it only holds a place.
             Err(_) => {
                 tracing::info!(%id, "nothing heard for --idle-timeout: cutting the client off");
-                let _ = state.events.send(Event::TimedOut { id }).await;
                 return End::Idle;
             }
         };
