@@ -181,11 +181,15 @@ async fn connection(socket: TcpStream, state: AppState, place: Place) {
         () = state.stopping.cancelled() => (false, None),
         last_word = read(reader, id, &state) => (false, last_word),
     };
-    let _ = state.events.send(Event::Leave { id }).await;
-    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. (A
-    // finished task's handle must not be awaited twice: tokio panics if it is.)
+    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
+    // is told before the broker hears we leave: the broker then drops our queue, and a writer
+    // that found it closed before it had its last line would say the broker is gone (⑤).
     if !writer_ended {
         let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
+    }
+    let _ = state.events.send(Event::Leave { id }).await;
+    // (A finished task's handle must not be awaited twice: tokio panics if it is.)
+    if !writer_ended {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
     }
     drop(place);
