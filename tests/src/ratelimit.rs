@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{
     Client, TestServer, WAIT,
     chat::{ChatClient, field},
-    faults::RawClient,
+    faults::{Frame, RawClient},
     health::{assert_no_panic, bin, expect_connections},
     process, scenarios,
     tcp::{self, LineClient},
@@ -31,6 +31,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     with_the_rate_limit_off_a_burst_goes_through_whole,
     @binary a_terminal_that_keeps_flooding_gets_a_line_and_is_disconnected,
     connections_beyond_the_per_address_limit_are_refused_with_429_until_one_leaves,
+    every_way_of_leaving_gives_the_address_its_place_back,
     @binary terminal_clients_count_against_the_per_address_limit,
     @binary help_lists_the_limits_with_their_defaults,
     @binary nonsensical_limits_are_refused_at_startup,
@@ -311,6 +312,57 @@ async fn connections_beyond_the_per_address_limit_are_refused_with_429_until_one
     carol.expect_text("welcome, carol").await;
 }
 // ANCHOR_END: per_ip
+
+/// With `--max-connections-per-ip 1`, the address's one place comes back however its connection
+/// ends: a polite Close, a dropped socket, a reset, a protocol violation the server closes with
+/// 1002. After each, a new client from the address gets in.
+async fn every_way_of_leaving_gives_the_address_its_place_back(target: crate::Target) {
+    let server = TestServer::start_with(target, &["--max-connections-per-ip", "1"]).await;
+    let url = server.ws_url();
+    let ways = [
+        "a polite Close",
+        "a dropped socket",
+        "a reset",
+        "a protocol violation",
+    ];
+    for way in ways {
+        // Whoever had the place before has left: wait until it is free again.
+        let mut next = wait_until(
+            WAIT,
+            || RawClient::try_connect(server.addr, way),
+            Result::is_ok,
+        )
+        .await
+        .unwrap_or_else(|last| last)
+        .unwrap_or_else(|refusal| {
+            panic!(
+                "before {way}: the address's place was not given back within {WAIT:?} ({})",
+                refusal.status
+            )
+        });
+        match RawClient::try_connect(server.addr, "one too many").await {
+            Err(refusal) => assert_eq!(refusal.status, 429, "{way}: the place is taken"),
+            Ok(_) => panic!("{way}: a second client got in with --max-connections-per-ip 1"),
+        }
+        match way {
+            "a polite Close" => {
+                next.send(&Frame::close(1000)).await;
+                let _ = next.expect_end().await;
+            }
+            "a dropped socket" => drop(next),
+            "a reset" => next.reset(),
+            _ => {
+                next.send(&Frame::text("hi").unmasked()).await;
+                next.expect_close_code_or_gone(1002).await;
+            }
+        }
+    }
+    let last = wait_until(WAIT, || Client::try_connect(&url, "last"), Result::is_ok).await;
+    assert!(
+        last.is_ok(),
+        "after a protocol violation, the address's place was not given back within {WAIT:?}"
+    );
+}
 
 /// Terminal clients and browsers from one address share its places: with
 /// `--max-connections-per-ip 2`, a browser and a terminal fill them, a third browser gets 429 and
