@@ -215,7 +215,7 @@ impl RawClient {
             stream,
             buffered: Vec::new(),
         };
-        match client.upgrade(addr).await {
+        match client.upgrade(addr, &[]).await {
             Ok(()) => client,
             Err(refusal) => panic!(
                 "{name}: the WebSocket handshake was refused with {}:\n{}{}",
@@ -226,6 +226,16 @@ impl RawClient {
 
     /// Connects and tries the handshake; `Err` is the server's answer when it is not `101`.
     pub async fn try_connect(addr: SocketAddr, name: &str) -> Result<RawClient, Refusal> {
+        RawClient::try_connect_with_headers(addr, name, &[]).await
+    }
+
+    /// [`try_connect`](Self::try_connect), with `headers` added to the handshake request, as a
+    /// browser adds its `Origin`. A `Host` among them replaces the usual one (the address).
+    pub async fn try_connect_with_headers(
+        addr: SocketAddr,
+        name: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawClient, Refusal> {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .unwrap_or_else(|_| panic!("{name}: no TCP connection to {addr} within {WAIT:?}"))
@@ -235,12 +245,22 @@ impl RawClient {
             stream,
             buffered: Vec::new(),
         };
-        client.upgrade(addr).await.map(|()| client)
+        client.upgrade(addr, headers).await.map(|()| client)
     }
 
-    async fn upgrade(&mut self, addr: SocketAddr) -> Result<(), Refusal> {
+    async fn upgrade(&mut self, addr: SocketAddr, headers: &[(&str, &str)]) -> Result<(), Refusal> {
+        let mut extra = String::new();
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            extra.push_str(&format!("Host: {addr}\r\n"));
+        }
+        for (name, value) in headers {
+            extra.push_str(&format!("{name}: {value}\r\n"));
+        }
         let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET /ws HTTP/1.1\r\n{extra}Upgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         self.write_all(request.as_bytes()).await;

@@ -39,7 +39,9 @@ pub mod heartbeat;
 pub mod history;
 pub mod limits;
 pub mod names;
+pub mod origin;
 pub mod private;
+pub mod ratelimit;
 pub mod rooms;
 pub mod shutdown;
 pub mod stats;
@@ -210,6 +212,7 @@ pub(crate) fn current_target() -> Option<Target> {
 pub fn current_wire() -> Wire {
     WIRE.try_with(|wire| *wire).unwrap_or_default()
 }
+
 // ANCHOR_END: wire
 
 /// Names a chapter (or exercise) crate as a [`Target`]. Use it in the crate's own integration

@@ -88,6 +88,16 @@ impl LineClient {
             .unwrap_or_else(|err| panic!("{name}: sending failed: {err}"));
     }
 
+    /// Sends `line` and a newline; `Err` if the server has hung up (for a client that keeps
+    /// sending until it is cut off).
+    pub async fn try_send(&mut self, line: &str) -> std::io::Result<()> {
+        let bytes = format!("{line}\n");
+        match tokio::time::timeout(WAIT, self.writer.write_all(bytes.as_bytes())).await {
+            Ok(sent) => sent,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     /// Sends `line` and a newline.
     pub async fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\n").as_bytes()).await;
@@ -111,6 +121,16 @@ impl LineClient {
             if self.history || !is_history_line(&line) {
                 return line;
             }
+        }
+    }
+
+    /// The next line if one comes within `limit`: `None` if none does, `Some(None)` if the
+    /// connection ends (or fails) instead.
+    pub async fn next_within(&mut self, limit: std::time::Duration) -> Option<Option<String>> {
+        match tokio::time::timeout(limit, self.lines.next_line()).await {
+            Err(_) => None,
+            Ok(Ok(line)) => Some(line),
+            Ok(Err(_)) => Some(None),
         }
     }
 
@@ -156,7 +176,7 @@ impl LineClient {
 }
 
 /// Starts the binary with `--tcp 127.0.0.1:0` and `flags`; returns it and the TCP address.
-async fn start(target: &Target, flags: &[&str]) -> (ServerProcess, SocketAddr) {
+pub(crate) async fn start(target: &Target, flags: &[&str]) -> (ServerProcess, SocketAddr) {
     let bin = target
         .bin
         .expect("this scenario needs the chapter's binary");

@@ -1,9 +1,16 @@
 //! This chapter's flags, and the parsers that keep each one within the range the code below
 //! can take without panicking.
 
-use std::{io, path::PathBuf, time::Duration};
+use std::{
+    io,
+    num::{NonZeroU32, NonZeroUsize},
+    path::PathBuf,
+    time::Duration,
+};
 
 use tokio::sync::Semaphore;
+
+use crate::origin::Origin;
 
 /// How much bigger than `--max-message-size` a single frame may claim to be. A frame over the
 /// message limit but under this one is read to its end and then refused with Close 1009, which the
@@ -21,9 +28,17 @@ pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 /// (tokio's `interval`, hyper's header timer), where no lint of ours looks.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// This chapter's flags (besides `--addr`, which `main.rs` owns).
-// A flag given twice takes its last value: the stage tests give every server its own `--db` and
-// a scenario may give another after it (clap refuses a repeated flag otherwise).
+/// A limit that can be switched off: `None` is `off`. (An alias, so that clap takes the field for
+/// a value with a default, `off` being one of its values, rather than for a flag one may leave out.)
+pub type OrOff<T> = Option<T>;
+
+/// The highest `--rate-limit` and `--rate-burst`: a hundred thousand messages a second from one
+/// client is no limit at all (say `off`), and a burst that large no burst.
+pub const MAX_RATE: u32 = 100_000;
+
+/// This chapter's flags (besides `--addr`, which `main.rs` owns). A flag given twice takes its
+/// last value (`args_override_self`), so that a flag given after a default list of flags (the
+/// stage tests give every server some) overrides it.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(args_override_self = true)]
 pub struct Config {
@@ -96,6 +111,30 @@ pub struct Config {
     #[arg(long, value_name = "MESSAGES", default_value_t = 10_000, value_parser = history_keep)]
     pub history_keep: usize,
     // ANCHOR_END: history_flags
+    // ANCHOR: limit_flags
+    // Why 10 a second with a burst of 20: a person types a line every few seconds and pastes a
+    // dozen at most; a script or a stuck key sends thousands. The burst lets a paste through
+    // whole, the rate lets a lively conversation go on after it.
+    /// How many messages a second each client may send (commands count too), or off; one over it is dropped, and its sender told so, once.
+    #[arg(long, value_name = "PER_SECOND", default_value = "10", value_parser = rate_limit)]
+    pub rate_limit: OrOff<NonZeroU32>,
+    /// How many messages a client may send at once before --rate-limit applies (the size of its token bucket).
+    #[arg(long, value_name = "MESSAGES", default_value = "20", value_parser = rate_burst)]
+    pub rate_burst: NonZeroU32,
+    // Why 10 s: long enough for a person who pasted too much to see the warning and stop, short
+    // enough that a flood does not hold a reader task and a socket for long.
+    /// How long a client may keep sending over --rate-limit before it is disconnected (WebSocket Close 1008).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub rate_limit_grace: Duration,
+    // Why 32: a household or an office behind one address has a few people with a few tabs each;
+    // one address holding hundreds of connections is one client holding the server's places.
+    /// How many clients (WebSocket and TCP) may be connected from one IP address at once, or off; one more gets 429 Too Many Requests.
+    #[arg(long, value_name = "N", default_value = "32", value_parser = max_connections_per_ip)]
+    pub max_connections_per_ip: OrOff<NonZeroUsize>,
+    /// A page origin whose WebSocket connections are accepted besides the server's own (scheme://host or scheme://host:port; repeatable); other pages get 403.
+    #[arg(long, value_name = "ORIGIN", value_parser = origin)]
+    pub allow_origin: Vec<Origin>,
+    // ANCHOR_END: limit_flags
 }
 
 /// `--history` when it is not given.
@@ -124,6 +163,47 @@ fn history_keep(text: &str) -> Result<usize, String> {
         Ok(_) => Err(format!("must be at most {MAX_HISTORY_KEEP}")),
         Err(err) => Err(err.to_string()),
     }
+}
+
+/// Parses `--rate-limit`: `off`, or a number of messages a second from 1 to [`MAX_RATE`].
+fn rate_limit(text: &str) -> Result<OrOff<NonZeroU32>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1 (or off, for no limit)".to_string()),
+        Ok(rate) if rate > MAX_RATE => {
+            Err(format!("must be at most {MAX_RATE} (or off, for no limit)"))
+        }
+        Ok(rate) => Ok(NonZeroU32::new(rate)),
+        Err(_) => Err(format!(
+            "expected a number of messages a second, or off, got {text:?}"
+        )),
+    }
+}
+
+/// Parses `--rate-burst`: from 1 to [`MAX_RATE`] messages.
+fn rate_burst(text: &str) -> Result<NonZeroU32, String> {
+    match text.parse::<u32>() {
+        Ok(burst) if burst > MAX_RATE => Err(format!("must be at most {MAX_RATE}")),
+        Ok(burst) => NonZeroU32::new(burst).ok_or_else(|| "must be at least 1".to_string()),
+        Err(_) => Err(format!("expected a number of messages, got {text:?}")),
+    }
+}
+
+/// Parses `--max-connections-per-ip`: `off`, or from 1 to as many as a semaphore can count (the
+/// bound of `--max-connections`).
+fn max_connections_per_ip(text: &str) -> Result<OrOff<NonZeroUsize>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    let limit = max_connections(text).map_err(|err| format!("{err} (or off, for no limit)"))?;
+    Ok(NonZeroUsize::new(limit))
+}
+
+/// Parses `--allow-origin` (see [`Origin::parse`]).
+fn origin(text: &str) -> Result<Origin, String> {
+    Origin::parse(text)
 }
 
 /// Parses `--queue-capacity`. A bounded channel needs room for at least one message (tokio's
@@ -336,10 +416,86 @@ mod tests {
     /// A flag given twice takes its last value, so that a scenario's flags can override the ones
     /// every test server gets.
     #[test]
-    fn a_later_flag_overrides_an_earlier_one() {
+    fn a_later_db_overrides_an_earlier_one() {
         let config = Config::parse_from(["test", "--db", "a.db", "--history", "3", "--db", "b.db"]);
         assert_eq!(config.db, PathBuf::from("b.db"));
         assert_eq!(config.history, 3);
+    }
+
+    /// `--rate-limit` is a number of messages a second from 1 to 100000, or off; `--rate-burst`
+    /// a number of messages from 1 to 100000.
+    #[test]
+    fn rates_are_within_reason_or_off() {
+        assert_eq!(rate_limit("10"), Ok(NonZeroU32::new(10)));
+        assert_eq!(rate_limit("off"), Ok(None));
+        assert_eq!(rate_burst("1"), Ok(NonZeroU32::MIN));
+        for bad in ["0", "100001", "ten", "-1", "", "OFF"] {
+            let err = rate_limit(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad:?} should be refused with a reason");
+        }
+        for bad in ["0", "100001", "off"] {
+            assert!(rate_burst(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(
+            rate_limit("0").unwrap_err().contains("off"),
+            "the error mentions off"
+        );
+    }
+
+    /// `--max-connections-per-ip` is a count from 1, or off.
+    #[test]
+    fn the_per_address_limit_is_a_count_or_off() {
+        assert_eq!(max_connections_per_ip("32"), Ok(NonZeroUsize::new(32)));
+        assert_eq!(max_connections_per_ip("off"), Ok(None));
+        for bad in ["0", "lots", "99999999999999999999"] {
+            assert!(
+                max_connections_per_ip(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    /// The defaults are those the documentation gives: 10 a second, bursts of 20, 10 s of grace,
+    /// 32 connections an address, no other origin.
+    #[test]
+    fn the_limits_have_their_documented_defaults() {
+        let config = Config::parse_from(["test"]);
+        assert_eq!(config.rate_limit, NonZeroU32::new(10));
+        assert_eq!(config.rate_burst.get(), 20);
+        assert_eq!(config.rate_limit_grace, Duration::from_secs(10));
+        assert_eq!(config.max_connections_per_ip, NonZeroUsize::new(32));
+        assert!(config.allow_origin.is_empty());
+    }
+
+    /// A flag given twice takes its last value, so that flags given after a default list win;
+    /// `--allow-origin` is the exception, as it adds up.
+    #[test]
+    fn a_later_flag_overrides_an_earlier_one() {
+        let config = Config::parse_from([
+            "test",
+            "--rate-limit",
+            "off",
+            "--max-connections-per-ip",
+            "off",
+            "--rate-limit",
+            "5",
+            "--max-connections-per-ip",
+            "2",
+            "--allow-origin",
+            "http://localhost:8080",
+            "--allow-origin",
+            "https://chat.example",
+        ]);
+        assert_eq!(config.rate_limit, NonZeroU32::new(5));
+        assert_eq!(config.max_connections_per_ip, NonZeroUsize::new(2));
+        assert_eq!(config.allow_origin.len(), 2);
+    }
+
+    /// A malformed `--allow-origin` is a flag error that says what an origin looks like.
+    #[test]
+    fn a_malformed_allowed_origin_is_refused() {
+        let err = Config::try_parse_from(["test", "--allow-origin", "localhost:8080"]).unwrap_err();
+        assert!(err.to_string().contains("scheme://host"), "{err}");
     }
 
     /// `--idle-timeout` defaults to three ping intervals and must be at least two.

@@ -8,12 +8,13 @@ use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    AppState, CLOSE_TIMEOUT,
+    AppState, CLOSE_TIMEOUT, Place,
     broker::{ConnId, Event},
+    limits::{self, RateLimit, Verdict},
     outbox::{Inbox, payload_size},
 };
 
@@ -33,6 +34,8 @@ pub(crate) enum End {
     Idle,
     /// ⑨ The client took nothing for `--write-timeout`: it would not take a Close either.
     Stuck,
+    /// ⑰ Still over `--rate-limit` after `--rate-limit-grace`: Close 1008 (policy violation).
+    Flooding,
 }
 
 impl End {
@@ -47,6 +50,7 @@ impl End {
             ),
             End::ShuttingDown => (close_code::AWAY, "the server is shutting down"),
             End::Idle => (close_code::AWAY, "nothing heard from you for too long"),
+            End::Flooding => (close_code::POLICY, limits::FLOODING),
         };
         Some(CloseFrame {
             code,
@@ -73,8 +77,9 @@ pub(crate) struct Connection {
     stuck: CancellationToken,
     /// The flags, the broker's queue and `stopping`, shared by every connection.
     state: AppState,
-    /// This client's place among `--max-connections`: given back when the connection is dropped.
-    _place: OwnedSemaphorePermit,
+    /// This client's places among `--max-connections` and its address's
+    /// `--max-connections-per-ip`: given back when the connection is dropped.
+    _place: Place,
 }
 
 /// A connection's writing half: the socket's sink, the outbox the broker fills, and what tells it
@@ -97,7 +102,7 @@ impl Connection {
         id: ConnId,
         outbox: Inbox,
         state: AppState,
-        place: OwnedSemaphorePermit,
+        place: Place,
     ) -> Connection {
         let (sink, stream) = socket.split();
         let (finish, finish_rx) = oneshot::channel();
@@ -170,9 +175,17 @@ impl Connection {
     }
 }
 
-/// Reads until the client goes away, handing each data message to the broker. Returns why the
-/// connection ends.
+/// Reads until the client goes away, handing each data message to the broker, within the rate
+/// limit (⑰). Returns why the connection ends.
 async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState) -> End {
+    // ⑰ The rate is checked here, in the client's own reader, rather than in the broker: the
+    // broker stays a map that passes messages on (and never spends a moment on a flooder), each
+    // client's bucket is its own task's variable, with no lock and no lookup, and a message over
+    // the limit costs nothing past this point, not even a place in the broker's queue. Every
+    // message counts, commands too: a `/nick` or a `/join` costs the broker (and a room's members,
+    // who are told) at least as much as a line of chat. Pings and pongs do not: tungstenite
+    // answers them, and they are the heartbeat's, not the chat's.
+    let mut rate = state.rate_limit();
     loop {
         let message = match tokio::time::timeout(state.idle_timeout, stream.next()).await {
             Ok(Some(Ok(message))) => message,
@@ -195,6 +208,28 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
         };
         match message {
             Message::Text(_) | Message::Binary(_) => {
+                match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
+                    Verdict::Pass => {}
+                    // Dropped. The first drop of a flood is answered with one error message,
+                    // through the broker like any other (it owns the client's queue).
+                    Verdict::Drop { warn } => {
+                        if let (true, Some(rate)) = (warn, &rate) {
+                            tracing::info!(%id, "over --rate-limit: dropping this client's messages");
+                            let warning = Event::Refusal {
+                                to: id,
+                                reason: rate.warning(),
+                            };
+                            if state.events.send(warning).await.is_err() {
+                                return End::BrokerGone;
+                            }
+                        }
+                        continue;
+                    }
+                    Verdict::Close => {
+                        tracing::warn!(%id, "still over --rate-limit after --rate-limit-grace: closing");
+                        return End::Flooding;
+                    }
+                }
                 // ① When the broker's queue is full, `send` waits for room, and while it waits we
                 // read nothing more from this socket: TCP pushes back on this one client, and
                 // nothing piles up in our memory. It fails once the broker is gone: nobody would

@@ -7,6 +7,13 @@
 //! repeated at the seam (`broker/history.rs`); `/history [N]` asks again. A database that fails
 //! costs the history, never the chat.
 //!
+//! Limits (chapter 10, `limits.rs`, `origin.rs`): each client's reader takes a token from its own
+//! bucket for every message (⑰, `--rate-limit`, `--rate-burst`): one over the limit is dropped
+//! and its sender told once, and one still flooding after `--rate-limit-grace` is closed with 1008.
+//! One address holds at most `--max-connections-per-ip` connections, terminals included (⑱, 429
+//! beside the total's 503), and a handshake from a page of another origin gets 403 (⑲,
+//! `--allow-origin`). The broker keeps none of it: the reader and the handshake decide.
+//!
 //! What follows is chapter 09's account, which still holds.
 //!
 //! Chapter 09: rooms.
@@ -39,7 +46,8 @@
 //! duration seen from the broker's side), an idle timeout, and a header timeout, for which the
 //! server now runs its own accept loop instead of `axum::serve`.
 //!
-//! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ here):
+//! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ since
+//! chapter 08, ⑰–⑲ since chapter 10):
 //!
 //! | #  | Where                               | What happens                                        |
 //! |----|-------------------------------------|-----------------------------------------------------|
@@ -59,6 +67,9 @@
 //! | ⑭  | broker: a queue over its bytes      | `--queue-bytes`: Full, as for a full count (④)      |
 //! | ⑮  | upgrade: buffers                    | 4 KiB to read into, a write buffer that grows to 16 KiB |
 //! | ⑯  | accept loop: Nagle's algorithm      | off: each flush leaves at once                      |
+//! | ⑰  | reader: over `--rate-limit`         | dropped, one warning per flood; past the grace: Close 1008 (TCP: a line, hung up) |
+//! | ⑱  | `upgrade`, TCP welcome: one address | `--max-connections-per-ip`: 429 (TCP: one line), before any WebSocket |
+//! | ⑲  | `upgrade`: a foreign `Origin`       | 403 with a reason, before any place is taken         |
 
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
 // to panic into an error when `cargo clippy` checks this crate (CI runs it on every change):
@@ -100,12 +111,12 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{State, ws::WebSocketUpgrade},
-    http::StatusCode,
+    extract::{ConnectInfo, State, ws::WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Json, Response},
     routing::get,
 };
@@ -124,8 +135,10 @@ pub mod broker;
 pub mod command;
 pub mod config;
 mod connection;
+pub mod limits;
 pub mod message;
 pub mod names;
+pub mod origin;
 pub mod outbox;
 pub mod storage;
 pub mod tcp;
@@ -133,6 +146,7 @@ pub mod tcp;
 use broker::{ConnId, Event};
 pub use config::Config;
 use connection::Connection;
+use limits::{IpPlace, PerIp, RateLimit};
 use message::Wire;
 
 /// The name the browser page shows in its header.
@@ -155,6 +169,8 @@ pub(crate) struct AppState {
     events: mpsc::Sender<Event>,
     /// One permit per connected client, `--max-connections` in all.
     places: Arc<Semaphore>,
+    /// ⑱ The places each address holds, `--max-connections-per-ip` each (`None`: off).
+    per_ip: Option<Arc<PerIp>>,
     /// Cancelled when the server starts shutting down. Every connection watches it.
     stopping: CancellationToken,
     /// Every connection's task, so `serve` can wait for them to finish.
@@ -184,11 +200,13 @@ fn state(
     let idle_timeout = config.idle_timeout()?;
     config.queue_budget()?;
     let places = Arc::new(Semaphore::new(config.max_connections));
+    let per_ip = config.max_connections_per_ip.map(PerIp::new);
     Ok(AppState {
         config,
         idle_timeout,
         events,
         places,
+        per_ip,
         stopping,
         tasks,
     })
@@ -327,12 +345,18 @@ async fn accept(
             () = &mut shutdown => return Ok(()),
             ended = &mut broker => return Err(broker_gone(ended)),
             accepted = listener.accept() => match accepted {
-                Ok((socket, _peer)) => {
+                Ok((socket, peer)) => {
                     // ⑯ Send each flush at once (see NO_DELAY).
                     if let Err(err) = socket.set_nodelay(NO_DELAY) {
                         tracing::debug!(%err, "cannot set TCP_NODELAY");
                     }
-                    let service = TowerToHyperService::new(app.clone());
+                    let app = TowerToHyperService::new(app.clone());
+                    // ⑱ Who is asking, for the per-address limit: axum's `ConnectInfo` in each
+                    // request, which `axum::serve` would add, and which our own loop adds here.
+                    let service = hyper::service::service_fn(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        hyper::service::Service::call(&app, request)
+                    });
                     let connection = http
                         .serve_connection(TokioIo::new(socket), service)
                         .with_upgrades();
@@ -402,23 +426,75 @@ async fn stats(State(state): State<AppState>) -> Response {
     }
 }
 
-/// ⑧ A place among `--max-connections` for one more client, held until its connection ends (the
-/// permit is dropped with it). When there is none, `Err` is the answer the client gets instead, a
-/// 503 saying why in plain text, before any WebSocket exists; the refusal is counted.
-async fn take_place(state: &AppState) -> Result<OwnedSemaphorePermit, Response> {
-    let Ok(place) = Arc::clone(&state.places).try_acquire_owned() else {
+/// A connected client's places: one among `--max-connections` (⑧) and one among its address's
+/// `--max-connections-per-ip` (⑱). Both are given back when it is dropped, with the connection,
+/// however that ends.
+pub(crate) struct Place {
+    _total: OwnedSemaphorePermit,
+    _ip: Option<IpPlace>,
+}
+
+/// Why a client got no [`Place`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// ⑱ Its address holds `--max-connections-per-ip` connections already: 429.
+    PerIp(usize),
+    /// ⑧ The server holds `--max-connections`: 503.
+    Total(usize),
+}
+
+impl Full {
+    /// What the client is told, in plain text.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            Full::PerIp(limit) => format!(
+                "Your address already has the {limit} connections this server allows one \
+                 address. Close one, then try again.\n"
+            ),
+            Full::Total(limit) => {
+                format!("This server already has the {limit} clients it allows. Try again later.\n")
+            }
+        }
+    }
+}
+
+/// ⑧ ⑱ Places for one more client from `ip`, or why there are none. The address's limit is
+/// checked first: a client over its own limit is told so (429), whether the server is full or
+/// not, and one refused for the total gives its address's place back at once (it is dropped).
+/// A refusal for the total is counted by the broker (`/stats`: `refused`).
+pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result<Place, Full> {
+    let ip_place = match &state.per_ip {
+        None => None,
+        Some(per_ip) => match per_ip.take(ip) {
+            Some(place) => Some(place),
+            None => {
+                tracing::warn!(%ip, limit = per_ip.limit(), "too many clients from one address: refusing one");
+                return Err(Full::PerIp(per_ip.limit().get()));
+            }
+        },
+    };
+    let Ok(total) = Arc::clone(&state.places).try_acquire_owned() else {
         tracing::warn!(
             limit = state.config.max_connections,
             "too many clients: refusing one"
         );
         let _ = state.events.send(Event::Refused).await;
-        let reason = format!(
-            "This server already has the {} clients it allows. Try again later.\n",
-            state.config.max_connections
-        );
-        return Err((StatusCode::SERVICE_UNAVAILABLE, reason).into_response());
+        return Err(Full::Total(state.config.max_connections));
     };
-    Ok(place)
+    Ok(Place {
+        _total: total,
+        _ip: ip_place,
+    })
+}
+
+impl AppState {
+    /// ⑰ A fresh token bucket for one client, or `None` with `--rate-limit off`.
+    pub(crate) fn rate_limit(&self) -> Option<RateLimit> {
+        let config = &self.config;
+        config
+            .rate_limit
+            .map(|rate| RateLimit::new(rate, config.rate_burst, config.rate_limit_grace))
+    }
 }
 
 /// ⑮ What each connection reads the socket into. tungstenite's default, 128 KiB, is allocated
@@ -435,13 +511,34 @@ pub const READ_BUFFER_SIZE: usize = 4 << 10;
 /// buffer at once.
 pub const WRITE_BUFFER_SIZE: usize = 16 << 10;
 
-/// A plain HTTP request to `/ws` is refused by the extractor (a 4xx). A WebSocket handshake joins
-/// the broker *before* the handshake response goes out, so a client that sees its connection open
-/// is already in the map: it gets every message sent after that moment.
-async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let place = match take_place(&state).await {
+/// A plain HTTP request to `/ws` is refused by the extractor (a 4xx). A handshake from a page
+/// whose origin is not allowed gets 403 (⑲), one from an address over its limit 429 (⑱), one
+/// beyond the total 503 (⑧), each before any WebSocket exists, with a plain-text reason. A
+/// WebSocket handshake joins the broker *before* the handshake response goes out, so a client
+/// that sees its connection open is already in the map: it gets every message sent after that
+/// moment.
+async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // ⑲ First, as it costs nothing and takes nothing: a foreign page gets no place at all.
+    let origin = headers.get(header::ORIGIN).map(|value| value.as_bytes());
+    let host = headers.get(header::HOST).map(|value| value.as_bytes());
+    if let Err(refused) = origin::check(origin, host, &state.config.allow_origin) {
+        tracing::warn!(%peer, ?refused, "refusing a handshake from a foreign page");
+        return (StatusCode::FORBIDDEN, refused.reason()).into_response();
+    }
+    let place = match take_place(&state, peer.ip()).await {
         Ok(place) => place,
-        Err(refused) => return refused,
+        Err(full) => {
+            let status = match full {
+                Full::PerIp(_) => StatusCode::TOO_MANY_REQUESTS,
+                Full::Total(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (status, full.reason()).into_response();
+        }
     };
     let id = ConnId::next();
     let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
@@ -494,6 +591,8 @@ mod tests {
             .await
             .expect("binding a port");
         let addr = listener.local_addr().expect("reading the address");
+        // The handshake needs the peer's address (⑱), which `serve`'s own loop adds.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     }

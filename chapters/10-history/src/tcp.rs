@@ -3,8 +3,9 @@
 //! A terminal speaks lines: one line in is one message or command, and out comes one readable
 //! line per message (`[lobby] alice: hi`). Everything else is the WebSocket's: the same broker
 //! (a TCP client is one more [`ConnId`] with an [`Outbox`](crate::outbox::Outbox), joined with
-//! [`Wire::Lines`]), the same `--max-connections` places, the same byte-bounded queue and
-//! slow-consumer policy, the same `--write-timeout`, the same shutdown.
+//! [`Wire::Lines`]), the same `--max-connections` places (and `--max-connections-per-ip`), the
+//! same rate limit, the same byte-bounded queue and slow-consumer policy, the same
+//! `--write-timeout`, the same shutdown.
 //!
 //! Two things differ because a terminal is not a browser:
 //! - A line is bounded (`--max-line-bytes`) but there are no frames to refuse: a line that is
@@ -15,7 +16,7 @@
 //!   hour. So silence is allowed, and the kernel's TCP keepalive probes (every `--ping-interval`)
 //!   find a peer that vanished without a word instead.
 
-use std::{io, time::Duration};
+use std::{io, net::SocketAddr, time::Duration};
 
 use axum::extract::ws::Message;
 use futures_util::StreamExt;
@@ -26,7 +27,7 @@ use tokio::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::OwnedSemaphorePermit,
+    sync::oneshot,
 };
 use tokio_util::{
     bytes::BytesMut,
@@ -35,9 +36,10 @@ use tokio_util::{
 };
 
 use crate::{
-    AppState, CLOSE_TIMEOUT,
+    AppState, CLOSE_TIMEOUT, Place,
     broker::{ConnId, Event},
     connection::BATCH_LIMIT,
+    limits::{self, RateLimit, Verdict},
     message::Wire,
     outbox::{self, Inbox, payload_size},
 };
@@ -98,7 +100,7 @@ pub(crate) async fn accept(listener: TcpListener, state: AppState, done: Cancell
         let socket = tokio::select! {
             () = done.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((socket, _peer)) => socket,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // As for the WebSockets: a connection lost in the backlog costs only itself;
                     // out of descriptors, wait for some to close.
@@ -108,21 +110,23 @@ pub(crate) async fn accept(listener: TcpListener, state: AppState, done: Cancell
                 }
             },
         };
+        let (socket, peer) = socket;
         let tasks = state.tasks.clone();
-        tasks.spawn(welcome(socket, state.clone()));
+        tasks.spawn(welcome(socket, peer, state.clone()));
     }
 }
 
-/// Takes a place among `--max-connections` for the client, or tells it there is none.
-async fn welcome(mut socket: TcpStream, state: AppState) {
-    let Ok(place) = std::sync::Arc::clone(&state.places).try_acquire_owned() else {
-        let _ = state.events.send(Event::Refused).await;
-        let refusal = format!(
-            "! this server already has the {} clients it allows: try again later\n",
-            state.config.max_connections
-        );
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write_all(refusal.as_bytes())).await;
-        return;
+/// Takes places among `--max-connections` and `--max-connections-per-ip` for the client, or
+/// tells it in one line why there is none, and hangs up.
+async fn welcome(mut socket: TcpStream, peer: SocketAddr, state: AppState) {
+    let place = match crate::take_place(&state, peer.ip()).await {
+        Ok(place) => place,
+        Err(full) => {
+            let refusal = format!("! {}", full.reason());
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write_all(refusal.as_bytes())).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
+            return;
+        }
     };
     // ⑯ As for the WebSockets: each flush leaves at once (see `NO_DELAY`).
     if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
@@ -141,7 +145,7 @@ async fn welcome(mut socket: TcpStream, state: AppState) {
 // ANCHOR: connection
 /// One terminal client: joined to the broker as [`Wire::Lines`], read line by line here, written
 /// to by its own task, until one side is done or the server shuts down.
-async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePermit) {
+async fn connection(socket: TcpStream, state: AppState, place: Place) {
     let id = ConnId::next();
     let (outbox, inbox) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
     let joined = Event::Join {
@@ -155,44 +159,75 @@ async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePer
     tracing::info!(%id, "terminal client connected");
     let (reader, writer) = socket.into_split();
     let stuck = CancellationToken::new();
-    let stop_writing = CancellationToken::new();
+    let (stop_writing, stop) = oneshot::channel();
     let mut writer = tokio::spawn(write(
         writer,
         inbox,
-        stop_writing.clone(),
+        stop,
         stuck.clone(),
         state.config.write_timeout,
     ));
-    let writer_ended = tokio::select! {
+    let (writer_ended, last_word) = tokio::select! {
         // In this order: a writer that gives up on its client cancels `stuck` and then ends, and
         // the timeout must be counted whichever of the two is seen first.
         biased;
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
             let _ = state.events.send(Event::TimedOut { id }).await;
-            false
+            (false, None)
         }
         // The writer ended: the client said /quit, was let go, or the broker is gone.
-        _ = &mut writer => true,
-        () = state.stopping.cancelled() => false,
-        () = read(reader, id, &state) => false,
+        _ = &mut writer => (true, None),
+        () = state.stopping.cancelled() => (false, None),
+        last_word = read(reader, id, &state) => (false, last_word),
     };
-    let _ = state.events.send(Event::Leave { id }).await;
-    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. (A
-    // finished task's handle must not be awaited twice: tokio panics if it is.)
+    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
+    // is told before the broker hears we leave: the broker then drops our queue, and a writer
+    // that found it closed before it had its last line would say the broker is gone (⑤).
     if !writer_ended {
-        stop_writing.cancel();
+        let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
+    }
+    let _ = state.events.send(Event::Leave { id }).await;
+    // (A finished task's handle must not be awaited twice: tokio panics if it is.)
+    if !writer_ended {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
     }
     drop(place);
     tracing::info!(%id, "terminal client disconnected");
 }
 
-/// Hands each line to the broker, until the client closes its end or the connection fails.
-async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) {
+/// The line a terminal client reads when the server hangs up on it, unless there is more to say.
+const CLOSING: &str = "* the server is closing this connection";
+
+/// Hands each line to the broker, within the rate limit (⑰, checked here for the reasons given
+/// in `connection.rs`; every line counts, even one that is refused), until the client closes its
+/// end or the connection fails (`None`), or keeps flooding past the grace: then the last line it
+/// is to read.
+async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<String> {
     let max = state.config.max_line_bytes;
     let mut lines = FramedRead::new(reader, Lines::new(max));
+    let mut rate = state.rate_limit();
     while let Some(Ok(line)) = lines.next().await {
+        match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
+            Verdict::Pass => {}
+            Verdict::Drop { warn } => {
+                if let (true, Some(rate)) = (warn, &rate) {
+                    tracing::info!(%id, "over --rate-limit: dropping this client's lines");
+                    let warning = Event::Refusal {
+                        to: id,
+                        reason: rate.warning(),
+                    };
+                    if state.events.send(warning).await.is_err() {
+                        return None;
+                    }
+                }
+                continue;
+            }
+            Verdict::Close => {
+                tracing::warn!(%id, "still over --rate-limit after --rate-limit-grace: disconnecting");
+                return Some(format!("! {}: disconnecting", limits::FLOODING));
+            }
+        }
         let event = match line {
             Line::Text(text) => Event::Message {
                 from: id,
@@ -209,20 +244,21 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) {
         };
         // ① As for the WebSockets: when the broker's queue is full, we wait, and read nothing.
         if state.events.send(event).await.is_err() {
-            return;
+            return None;
         }
     }
+    None
 }
 // ANCHOR_END: connection
 
 // ANCHOR: write
 /// Writes each queued message as a line, a batch per flush, until the broker lets go of the
-/// queue, a Close comes through it (`/quit`), or `stop` is cancelled. A write that takes longer
-/// than `write_timeout` cancels `stuck`.
+/// queue, a Close comes through it (`/quit`), or `stop` says the last line to write. A write that
+/// takes longer than `write_timeout` cancels `stuck`.
 async fn write(
     writer: OwnedWriteHalf,
     mut inbox: Inbox,
-    stop: CancellationToken,
+    mut stop: oneshot::Receiver<String>,
     stuck: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -231,12 +267,12 @@ async fn write(
     let goodbye = loop {
         let taken = tokio::select! {
             biased;
-            () = stop.cancelled() => break Some("* the server is closing this connection"),
+            last = &mut stop => break Some(last.unwrap_or_else(|_| CLOSING.to_string())),
             taken = inbox.recv_many(&mut batch, BATCH_LIMIT) => taken,
         };
         // ⑤ The broker let go of our queue without a Close first: it is gone, or gave up on us.
         if taken == 0 {
-            break Some("! the server cannot serve this connection any more");
+            break Some("! the server cannot serve this connection any more".to_string());
         }
         // (`sum()` would be a `+` that could overflow, and one the lints do not see.)
         let held = batch

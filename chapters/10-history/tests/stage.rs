@@ -5,14 +5,19 @@
 //!
 //! Every server a scenario starts gets its own database, in a temporary directory that lives as
 //! long as the server (`Target::base_flags`): the suites of 04–09 run with history on, and no
-//! two servers share a file. A scenario's own `--db` comes after, and wins.
+//! two servers share a file. They also run with the rate limit and the per-IP limit off: they send
+//! bursts of hundreds of messages and connect dozens of clients from 127.0.0.1, which is what
+//! those limits are for. This chapter's own suites (`ratelimit`, `origin`) set the limits again.
+//! A scenario's own flags come after these, and win.
 
 use std::path::Path;
 
 /// The flags every test server of this chapter starts with.
 fn base_flags(dir: &Path) -> Vec<String> {
-    let db = dir.join("history.db");
-    vec!["--db".to_string(), db.display().to_string()]
+    let db = dir.join("history.db").display().to_string();
+    ["--db", &db, "--rate-limit", "off", "--max-connections-per-ip", "off"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +42,8 @@ fn main() -> std::process::ExitCode {
             stage_tests::commands::SCENARIOS,
             stage_tests::tcp::SCENARIOS,
             stage_tests::history::SCENARIOS,
+            stage_tests::ratelimit::SCENARIOS,
+            stage_tests::origin::SCENARIOS,
         ],
     )
 }
