@@ -293,10 +293,12 @@ impl Writer {
                 // ⑬ Everything already queued, up to the limit: one message when this client
                 // keeps up, a pile when it fell behind, or after a burst.
                 taken = outbox.recv_many(&mut batch, BATCH_LIMIT) => {
-                    // ⑤ The broker no longer holds our outbox although the reader has not
-                    // finished: the broker is gone, or it let this client go (⑪).
+                    // ⑤ The broker no longer holds our outbox. If the reader has had its say, the
+                    // broker let go of us after it, and `biased` missed the word only because this
+                    // thread paused between the two branches. Without a word from the reader, the
+                    // broker is gone, or it let this client go (⑪).
                     if taken == 0 {
-                        break End::BrokerGone;
+                        break finish.try_recv().unwrap_or(End::BrokerGone);
                     }
                 }
                 _ = heartbeat.tick() => batch.push(Message::Ping(Default::default())),

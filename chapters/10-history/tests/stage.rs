@@ -15,9 +15,16 @@ use std::path::Path;
 /// The flags every test server of this chapter starts with.
 fn base_flags(dir: &Path) -> Vec<String> {
     let db = dir.join("history.db").display().to_string();
-    ["--db", &db, "--rate-limit", "off", "--max-connections-per-ip", "off"]
-        .map(String::from)
-        .to_vec()
+    [
+        "--db",
+        &db,
+        "--rate-limit",
+        "off",
+        "--max-connections-per-ip",
+        "off",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn main() -> std::process::ExitCode {

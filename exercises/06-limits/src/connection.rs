@@ -223,9 +223,11 @@ impl Writer {
                 end = &mut finish => break end.unwrap_or(End::ClientLeft),
                 queued = outbox.recv() => match queued {
                     Some(message) => message,
-                    // ⑤ The broker no longer holds our outbox although the reader has not
-                    // finished: the broker is gone.
-                    None => break End::BrokerGone,
+                    // ⑤ The broker no longer holds our outbox. If the reader has had its say, the
+                    // broker let go of us after it, and `biased` missed the word only because this
+                    // thread paused between the two branches. Without a word from the reader, the
+                    // broker is gone.
+                    None => break finish.try_recv().unwrap_or(End::BrokerGone),
                 },
                 _ = heartbeat.tick() => Message::Ping(Default::default()),
             };
