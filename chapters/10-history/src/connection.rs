@@ -169,7 +169,8 @@ impl Connection {
             .await;
         }
         let _ = state.events.send(Event::Leave { id }).await;
-        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
+        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to. The
+        // outbox it hands back closes here, after the broker has had our word.
         let _ = writer.await;
         tracing::info!(%id, "client disconnected");
     }
@@ -301,7 +302,11 @@ impl Writer {
     /// to finish, the broker lets go of the outbox (⑤), or a write takes longer than
     /// `write_timeout` (⑨): then it cancels `stuck`. Each write is a batch (⑬): everything
     /// queued meanwhile, up to [`BATCH_LIMIT`] messages, flushed once.
-    async fn run(self) {
+    ///
+    /// It returns the outbox rather than drop it: the connection drops it last, once the broker
+    /// has heard why the client left. Closed any sooner, the broker could find it closed first
+    /// and remove the client as gone (④), never counting it as timed out.
+    async fn run(self) -> Inbox {
         let Writer {
             mut sink,
             mut outbox,
@@ -370,6 +375,7 @@ impl Writer {
             let _ =
                 tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
         }
+        outbox
     }
 }
 

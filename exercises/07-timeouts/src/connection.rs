@@ -169,7 +169,8 @@ impl Connection {
             .await;
         }
         let _ = state.events.send(Event::Leave { id }).await;
-        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
+        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to. The
+        // outbox it hands back closes here, after the broker has had our word.
         let _ = writer.await;
         tracing::info!(%id, "client disconnected");
     }
@@ -225,7 +226,11 @@ impl Writer {
     /// Writes what arrives in the outbox, and a Ping every `ping_interval`, until the reader says
     /// to finish, the broker lets go of the outbox (⑤), or a write takes longer than
     /// `write_timeout` (⑨): then it cancels `stuck`.
-    async fn run(self) {
+    ///
+    /// It returns the outbox rather than drop it: the connection drops it last, once the broker
+    /// has heard why the client left. Closed any sooner, the broker could find it closed first
+    /// and remove the client as gone (④), never counting it as timed out.
+    async fn run(self) -> mpsc::Receiver<Message> {
         let Writer {
             mut sink,
             mut outbox,
@@ -236,6 +241,7 @@ impl Writer {
         } = self;
         todo!(
             "Done when: a client that takes nothing for `--write-timeout` is given up on and counted, and pings keep their schedule however busy the writer is. Tests: `timeouts::a_client_that_never_reads_is_cut_off_after_the_write_timeout`, `timeouts::a_client_that_answers_pings_outlives_the_idle_timeout`, `shutdown::shutdown_closes_every_client_with_going_away_and_serve_returns`."
-        )
+        );
+        outbox
     }
 }

@@ -170,7 +170,8 @@ impl Connection {
             .await;
         }
         let _ = state.events.send(Event::Leave { id }).await;
-        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to.
+        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to. The
+        // outbox it hands back closes here, after the broker has had our word.
         let _ = writer.await;
         tracing::info!(%id, "client disconnected");
     }
@@ -272,7 +273,11 @@ impl Writer {
     /// to finish, the broker lets go of the outbox (⑤), or a write takes longer than
     /// `write_timeout` (⑨): then it cancels `stuck`. Each write is a batch (⑬): everything
     /// queued meanwhile, up to [`BATCH_LIMIT`] messages, flushed once.
-    async fn run(self) {
+    ///
+    /// It returns the outbox rather than drop it: the connection drops it last, once the broker
+    /// has heard why the client left. Closed any sooner, the broker could find it closed first
+    /// and remove the client as gone (④), never counting it as timed out.
+    async fn run(self) -> Inbox {
         let Writer {
             mut sink,
             mut outbox,
@@ -283,7 +288,8 @@ impl Writer {
         } = self;
         todo!(
             "Done when: a burst of 1,000 messages reaches a reading client whole and in order, and every guarantee of chapter 07 still holds (Close 1011 when the broker lets go, the write timeout, the pings). Tests: `throughput::a_healthy_client_receives_all_of_a_burst_in_order`, `timeouts::a_client_that_never_reads_is_cut_off_after_the_write_timeout`, `tests::a_client_is_closed_with_1011_when_the_broker_is_gone`."
-        )
+        );
+        outbox
     }
 }
 
