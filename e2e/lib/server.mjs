@@ -1,9 +1,13 @@
 // Starting and stopping a chapter's server binary, the way a reader does: `--addr 127.0.0.1:0`,
-// then the URL from the `listening on http://…` line it prints.
+// then the URL from the `listening on http://…` line it prints. Each server runs in a fresh
+// temporary directory of its own, so that what a chapter keeps in its working directory (from
+// chapter 10 on, its history database) starts empty and is never shared between scenarios.
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 const STARTUP_TIMEOUT_MS = 10_000;
@@ -23,12 +27,15 @@ export class ChapterServer {
 
   /** Starts `binary --addr 127.0.0.1:0` and resolves once it printed where it listens. */
   static async start(binary, flags = []) {
+    const workDir = mkdtempSync(join(tmpdir(), "fanout-e2e-"));
     const child = spawn(binary, ["--addr", "127.0.0.1:0", ...flags], {
+      cwd: workDir,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
     });
     running.add(child);
     const server = new ChapterServer(binary, child);
+    server.workDir = workDir;
     try {
       server.url = await server.#readUrl();
     } catch (err) {
@@ -42,6 +49,8 @@ export class ChapterServer {
     this.binary = binary;
     this.child = child;
     this.url = null;
+    /** The server's working directory, removed once it has stopped. */
+    this.workDir = null;
     /** Everything the server wrote to stderr: its logs, shown when a test fails. */
     this.stderr = "";
     child.stderr.setEncoding("utf8");
@@ -109,12 +118,14 @@ export class ChapterServer {
   /** Stops the server whatever state it is in: SIGTERM, then SIGKILL if it does not go. */
   async stop() {
     // A binary that never started (spawn failed) has no process to stop and never exits.
-    if (this.child.pid === undefined) return;
-    try {
-      await this.signal("SIGTERM");
-    } catch {
-      this.child.kill("SIGKILL");
-      await Promise.race([this.exited, once(this.child, "close")]);
+    if (this.child.pid !== undefined) {
+      try {
+        await this.signal("SIGTERM");
+      } catch {
+        this.child.kill("SIGKILL");
+        await Promise.race([this.exited, once(this.child, "close")]);
+      }
     }
+    if (this.workDir) rmSync(this.workDir, { recursive: true, force: true });
   }
 }

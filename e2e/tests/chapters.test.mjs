@@ -299,6 +299,34 @@ for (const chapter of chapters()) {
         }));
     }
 
+    if (chapter.behaviours.history) {
+      /**
+       * What was said stays said: after alice has talked in the lobby, bob's `/history` brings it
+       * back, marked on his page as history (dimmed, with its time) and apart from live talk.
+       */
+      it("history: /history brings back what was said, marked as history", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withServer(chapter, "history", 2, async ({ tabs: [a, b] }) => {
+          await typeAndEnter(a.page, "remember this");
+          await waitForLogEntry(b.page, "received", "remember this");
+          await typeAndEnter(b.page, "/history");
+          await waitForLogEntry(b.page, "history", "remember this");
+          assert.deepEqual(
+            await logTexts(b.page, "received:not(.history)"),
+            ["remember this"],
+            "the live message should appear once as live talk, and again only as history",
+          );
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: "tab A: said something" },
+              { page: b.page, caption: "tab B: heard it, then asked for /history" },
+            ],
+            `${chapter.name}--history`,
+            `${chapter.name}: a message live, then again from /history, dimmed`,
+          );
+        }));
+    }
+
     const oversized = chapter.behaviours["closes-1009-when-oversized"];
     if (oversized) {
       /**
