@@ -37,6 +37,7 @@ use tokio::{
 };
 
 use crate::{
+    bridge::Bridged,
     message::{Body, ChatMessage, Payloads, Wire},
     names::{Nick, NickKey, Room},
 };
@@ -45,6 +46,10 @@ use crate::{
 mod commands;
 // Keeping what is said, and replaying it on a join: see history.rs.
 mod history;
+// Sharing rooms, names and presence with the other servers: see cluster.rs.
+mod cluster;
+
+pub use cluster::Cluster;
 
 pub use history::History;
 use history::Pending;
@@ -58,6 +63,11 @@ impl ConnId {
     pub fn next() -> ConnId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         ConnId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The number itself: with the instance's, it names a client across servers (`bridge.rs`).
+    pub fn number(self) -> u64 {
+        self.0
     }
 }
 
@@ -99,6 +109,9 @@ pub enum Event {
         ticket: u64,
         answer: Result<Vec<ChatMessage>, String>,
     },
+    /// From the bridge to the other servers (`--redis`): their news, Redis's state, the answer
+    /// to a claim on a name.
+    Bridge(Bridged),
 }
 
 /// The broker's counts, as `GET /stats` shows them.
@@ -130,6 +143,11 @@ pub struct Stats {
     pub history_written: u64,
     /// Times the history's database failed: a batch, a read, or an attempt to reopen it.
     pub history_failures: u64,
+    /// With `--redis`: messages the other servers were not told, because the bridge's queue was
+    /// full or Redis was out of reach.
+    pub unpublished: u64,
+    /// With `--redis`: the other servers heard from lately.
+    pub peers: u64,
 }
 
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
@@ -198,6 +216,8 @@ pub struct Broker {
     stall_limit: Duration,
     /// The storage task and the numbers of what is said; `None` keeps no history.
     history: Option<History>,
+    /// The way to the other servers and what is known of them; `None` without `--redis`.
+    cluster: Option<Cluster>,
 }
 // ANCHOR_END: state
 
@@ -226,6 +246,7 @@ impl Broker {
             counts: Stats::default(),
             stall_limit,
             history: None,
+            cluster: None,
         }
     }
 
@@ -270,6 +291,7 @@ impl Broker {
                 }
             }
             Event::History { to, ticket, answer } => self.answer_history(to, ticket, answer, now),
+            Event::Bridge(bridged) => self.bridged(bridged, now),
         }
     }
 
@@ -299,6 +321,7 @@ impl Broker {
             now,
         );
         self.welcome(id, now);
+        self.publish_member(id);
         // Then what was said in the lobby before: see broker/history.rs.
         self.request_history(id, None, false, now);
     }
@@ -306,9 +329,13 @@ impl Broker {
     /// `guest-N` for the next N whose name is free. Nobody can choose a name of that form (see
     /// `names.rs`), so the first one tried is free; the loop is for certainty, not for need.
     fn next_guest(&mut self) -> Nick {
+        let instance = self.cluster.as_ref().map(Cluster::instance);
         loop {
             self.guests = self.guests.saturating_add(1);
-            let nick = Nick::guest(self.guests);
+            let nick = match instance {
+                Some(instance) => Nick::guest_of(instance, self.guests),
+                None => Nick::guest(self.guests),
+            };
             if !self.names.contains_key(&nick.key()) {
                 return nick;
             }
@@ -331,7 +358,9 @@ impl Broker {
             self.counts.disconnected = self.counts.disconnected.saturating_add(1);
             if self.names.get(&gone.nick.key()) == Some(&next) {
                 self.names.remove(&gone.nick.key());
+                self.release_name(next, &gone.nick);
             }
+            self.publish_gone(next);
             self.leave_room(next, &gone.room);
             let left = ChatMessage::now(Body::Left {
                 room: gone.room.to_string(),
@@ -486,6 +515,8 @@ impl Broker {
             named: named as u64,
             history_written,
             history_failures,
+            unpublished: self.cluster.as_ref().map_or(0, Cluster::unpublished),
+            peers: self.cluster.as_ref().map_or(0, Cluster::peer_count),
             ..self.counts
         }
     }
@@ -724,6 +755,8 @@ mod tests {
                 history_dropped: 0,
                 history_written: 0,
                 history_failures: 0,
+                unpublished: 0,
+                peers: 0,
             }
         );
     }

@@ -135,6 +135,23 @@ pub struct Config {
     #[arg(long, value_name = "ORIGIN", value_parser = origin)]
     pub allow_origin: Vec<Origin>,
     // ANCHOR_END: limit_flags
+    // ANCHOR: redis_flag
+    /// Share rooms, names and history with the other servers that use the same Redis (redis://HOST:PORT); the history is then kept there, not in --db. Off by default: this server alone, with SQLite.
+    #[arg(long, value_name = "URL", value_parser = redis_url)]
+    pub redis: Option<redis::ConnectionInfo>,
+    // ANCHOR_END: redis_flag
+}
+
+/// Parses `--redis`: a `redis://` URL (or `rediss://`, `unix://`) the client understands. RESP3
+/// is asked for whatever the URL says: the bridge's subscriptions need it (see `bridge.rs`).
+fn redis_url(text: &str) -> Result<redis::ConnectionInfo, String> {
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(text).map_err(|err| err.to_string())?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(settings))
 }
 
 /// `--history` when it is not given.

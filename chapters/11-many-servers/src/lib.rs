@@ -131,6 +131,7 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub mod bridge;
 pub mod broker;
 pub mod command;
 pub mod config;
@@ -231,15 +232,39 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    // The history first: a database that cannot be opened (a missing directory, a file that is
-    // not a database, one another server holds) stops the server here, with the reason.
-    let (storage, last) = storage::open(&config.db, config.history_keep).await?;
-    println!("history in {}", config.db.display());
     let (events, events_rx) = mpsc::channel(config.queue_capacity);
-    let counts = storage.counts();
-    let (jobs, storage_task) = storage::spawn(storage, storage::QUEUE, events.downgrade());
-    let history = broker::History::new(jobs, config.history, last, counts);
-    let broker = broker::Broker::new(config.write_timeout).with_history(history);
+    // ANCHOR: serve_bridge
+    let (broker, storage_task) = match config.redis.clone() {
+        // With `--redis`, the bridge keeps the history (in Redis) and links this server to the
+        // others. Redis need not be up: the server starts anyway, and serves its own clients.
+        Some(redis) => {
+            let (links, bridge_task) =
+                bridge::start(redis, config.history_keep, events.downgrade()).await?;
+            let history = broker::History::new(
+                links.jobs.clone(),
+                config.history,
+                0,
+                Arc::clone(&links.history_counts),
+            );
+            let broker = broker::Broker::new(config.write_timeout)
+                .with_cluster(broker::Cluster::new(&links))
+                .with_history(history);
+            (broker, bridge_task)
+        }
+        // The history first: a database that cannot be opened (a missing directory, a file
+        // that is not a database, one another server holds) stops the server here, with the
+        // reason.
+        None => {
+            let (storage, last) = storage::open(&config.db, config.history_keep).await?;
+            println!("history in {}", config.db.display());
+            let counts = storage.counts();
+            let (jobs, storage_task) = storage::spawn(storage, storage::QUEUE, events.downgrade());
+            let history = broker::History::new(jobs, config.history, last, counts);
+            let broker = broker::Broker::new(config.write_timeout).with_history(history);
+            (broker, storage_task)
+        }
+    };
+    // ANCHOR_END: serve_bridge
     let broker = tokio::spawn(broker::run_broker(events_rx, broker));
     let outcome = serve_with_broker_task(listener, config, shutdown, events, broker).await;
     // The connections are closed, so the broker ends, and the storage task writes what it was

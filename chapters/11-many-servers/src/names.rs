@@ -116,6 +116,13 @@ impl Nick {
         Nick(format!("{GUEST_PREFIX}{number}"))
     }
 
+    /// The name a server of a cluster (`--redis`) gives to its `number`th client: `guest-3-7`
+    /// on instance 3. Instances have distinct numbers (see `bridge.rs`), so guests of two servers
+    /// never share a name, and no guest name needs a claim in Redis.
+    pub fn guest_of(instance: u64, number: u64) -> Nick {
+        Nick(format!("{GUEST_PREFIX}{instance}-{number}"))
+    }
+
     /// Whether this is a name the server gave out rather than one the client chose.
     pub fn is_guest(&self) -> bool {
         is_guest_like(&self.0)
@@ -131,11 +138,12 @@ impl Nick {
 }
 // ANCHOR_END: nick
 
-/// `guest-` followed by digits only, in any case.
+/// `guest-` followed by groups of digits joined by `-` (`guest-7`, `guest-3-7`), in any case.
 fn is_guest_like(lower: &str) -> bool {
-    lower
-        .strip_prefix(GUEST_PREFIX)
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+    lower.strip_prefix(GUEST_PREFIX).is_some_and(|rest| {
+        rest.split('-')
+            .all(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 impl fmt::Display for Nick {
@@ -265,6 +273,14 @@ mod tests {
         let guest = Nick::guest(7);
         assert_eq!(guest.as_str(), "guest-7");
         assert!(guest.is_guest());
+        let guest = Nick::guest_of(3, 7);
+        assert_eq!(guest.as_str(), "guest-3-7");
+        assert!(guest.is_guest());
+        assert!(
+            Nick::parse("Guest-3-7").is_err(),
+            "nobody may pick a cluster guest's name"
+        );
+        assert!(Nick::parse("guest-3-").is_ok() && Nick::parse("guest--7").is_ok());
         assert!(!Nick::parse("alice").unwrap().is_guest());
     }
 

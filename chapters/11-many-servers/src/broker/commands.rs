@@ -60,22 +60,43 @@ impl Broker {
             }
             Command::Leave => self.move_to(from, Room::lobby(), now),
             Command::Rooms => {
-                let rooms = self
+                // With `--redis`, the other servers' clients count too, and their rooms show.
+                let mut counts: std::collections::BTreeMap<Room, usize> = self
                     .rooms
                     .iter()
+                    .map(|(name, members)| (name.clone(), members.len()))
+                    .collect();
+                for (room, remote) in self.remote_rooms() {
+                    let count = counts.entry(room).or_default();
+                    *count = count.saturating_add(remote);
+                }
+                let rooms = counts
+                    .into_iter()
                     .map(|(name, members)| RoomCount {
                         name: name.to_string(),
-                        members: members.len(),
+                        members,
                     })
                     .collect();
                 self.tell(from, Body::Rooms { rooms }, now);
             }
             Command::Who => self.who(from, now),
             Command::Msg { to, text } => match self.names.get(&to.key()).copied() {
-                None => {
-                    let text = format!("nobody called {to} is connected");
-                    self.tell(from, Body::Error { text }, now);
-                }
+                None => match self.remote_holder(&to) {
+                    // On another server (`--redis`): kept here, delivered there.
+                    Some(spelled) => {
+                        let message = ChatMessage::now(Body::Private {
+                            from: nick.to_string(),
+                            to: spelled.clone(),
+                            text,
+                        });
+                        self.record(&message);
+                        self.publish_private(&spelled, &message);
+                    }
+                    None => {
+                        let text = format!("nobody called {to} is connected");
+                        self.tell(from, Body::Error { text }, now);
+                    }
+                },
                 Some(recipient) => {
                     let to = self
                         .clients
@@ -142,16 +163,49 @@ impl Broker {
             let text = format!("the name {new} is taken");
             return self.tell(from, Body::Error { text }, now);
         }
-        let Some(me) = self.clients.get_mut(&from) else {
+        let Some(me) = self.clients.get(&from) else {
             return;
         };
         if me.nick == new {
             let text = format!("you are {new} already");
             return self.tell(from, Body::Info { text }, now);
         }
+        // With `--redis`, the name must be free on every server: the bridge claims it, and
+        // the rename happens when the answer comes (`claimed`).
+        if self.claim_name(from, &new, now) {
+            return;
+        }
+        self.apply_rename(from, new, now);
+        // ANCHOR_END: exercise-rename
+    }
+    // ANCHOR_END: rename
+
+    /// The bridge claimed `new` for `from` in Redis: the rename happens, unless a client of this
+    /// server took the name meanwhile (then the claim goes back).
+    pub(super) fn claimed(&mut self, from: ConnId, new: Nick, now: Instant) {
+        let holder = self.names.get(&new.key()).copied();
+        if !self.clients.contains_key(&from) || holder.is_some_and(|holder| holder != from) {
+            self.release_name(from, &new);
+            if holder.is_some() {
+                let text = format!("the name {new} is taken");
+                self.tell(from, Body::Error { text }, now);
+            }
+            return;
+        }
+        self.apply_rename(from, new, now);
+    }
+
+    /// `from` is called `new` from now on, which its room and the other servers hear.
+    pub(super) fn apply_rename(&mut self, from: ConnId, new: Nick, now: Instant) {
+        let Some(me) = self.clients.get_mut(&from) else {
+            return;
+        };
         let old = std::mem::replace(&mut me.nick, new.clone());
         let room = me.room.to_string();
-        self.names.remove(&old.key());
+        if self.names.get(&old.key()) == Some(&from) {
+            self.names.remove(&old.key());
+            self.release_name(from, &old);
+        }
         self.names.insert(new.key(), from);
         let body = Body::Renamed {
             room,
@@ -160,9 +214,8 @@ impl Broker {
         };
         self.announce(from, body, now);
         self.welcome(from, now);
-        // ANCHOR_END: exercise-rename
+        self.publish_member(from);
     }
-    // ANCHOR_END: rename
 
     // ANCHOR: move_to
     /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
@@ -190,6 +243,7 @@ impl Broker {
             now,
         );
         self.welcome(from, now);
+        self.publish_member(from);
         // Then what was said in the room before: see broker/history.rs.
         self.request_history(from, None, false, now);
         // ANCHOR_END: exercise-move_to
@@ -203,6 +257,9 @@ impl Broker {
         self.record(&message);
         let others = self.room_mates(from);
         self.send(&others, Outgoing::Chat(&message), now);
+        if let Some(room) = self.clients.get(&from).map(|me| me.room.clone()) {
+            self.publish_said(&room, &message);
+        }
     }
 
     /// Tells `id` who and where it is, and who is there with it.
@@ -229,6 +286,7 @@ impl Broker {
             .iter()
             .filter_map(|member| self.clients.get(member))
             .map(|member| member.nick.to_string())
+            .chain(self.remote_members(&room))
             .collect();
         members.sort_by_key(|name| name.to_ascii_lowercase());
         self.tell(
