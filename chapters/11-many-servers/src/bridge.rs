@@ -350,7 +350,11 @@ impl Bridge {
         let (mut outbound_open, mut jobs_open) = (true, true);
         self.reconnect().await;
         while outbound_open || jobs_open {
+            // In this order when several are ready: a history write that the broker made before
+            // publishing a message is stored before the message is published, so a server that
+            // has heard a message live finds it in the shared history.
             tokio::select! {
+                biased;
                 Some(item) = inbound.recv() => match item {
                     Inbound::Envelope(envelope) if envelope.from != self.instance => {
                         self.tell(Bridged::News(envelope)).await;
@@ -399,7 +403,7 @@ impl Bridge {
         {
             Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
-                self.lost(&err.to_string()).await;
+                self.failed(&err).await;
                 None
             }
             Err(_) => {
@@ -427,13 +431,28 @@ impl Bridge {
         match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
-                self.lost(&err.to_string()).await;
+                self.failed(&err).await;
                 None
             }
             Err(_) => {
                 self.lost("redis did not answer in time").await;
                 None
             }
+        }
+    }
+
+    /// A command failed: if the connection is the cause, Redis is out of reach; otherwise (an
+    /// answer of the wrong type, a script error) only this command failed, and it is logged.
+    async fn failed(&mut self, err: &redis::RedisError) {
+        if err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_timeout()
+            || err.is_unrecoverable_error()
+        {
+            self.lost(&err.to_string()).await;
+        } else {
+            tracing::warn!(%err, "a redis command failed");
         }
     }
 
@@ -621,26 +640,33 @@ impl Bridge {
             .arg("COUNT")
             .arg(read.limit)
             .clone();
-        let Some(entries) = self.call::<Vec<(String, Vec<String>)>>(&command).await else {
+        let Some(Value::Array(entries)) = self.call::<Value>(&command).await else {
             self.history_counts.failures.fetch_add(1, Ordering::Relaxed);
             return Err(UNAVAILABLE.to_string());
         };
         // Newest first from XREVRANGE: the client reads them oldest first.
-        let mut messages: Vec<ChatMessage> = entries
-            .iter()
-            .filter_map(|(_id, fields)| match fields.as_slice() {
-                [_field, json] => serde_json::from_str::<ChatMessage>(json).ok(),
-                _ => None,
-            })
-            .map(|mut message| {
-                message.history = true;
-                message
-            })
-            .collect();
+        let mut messages: Vec<ChatMessage> = entries.iter().filter_map(stream_entry).collect();
         messages.reverse();
         Ok(messages)
     }
     // ANCHOR_END: history
+}
+
+/// The message in one entry of a stream: `[id, [field, value]]`, the value our JSON. An entry
+/// that is not one of ours is passed over.
+fn stream_entry(entry: &Value) -> Option<ChatMessage> {
+    let Value::Array(entry) = entry else {
+        return None;
+    };
+    let [_id, Value::Array(fields)] = entry.as_slice() else {
+        return None;
+    };
+    let [_field, Value::BulkString(json)] = fields.as_slice() else {
+        return None;
+    };
+    let mut message: ChatMessage = serde_json::from_slice(json).ok()?;
+    message.history = true;
+    Some(message)
 }
 
 /// What a client reads when the shared history cannot be read.

@@ -17,7 +17,8 @@ use ch11_many_servers::{Config, serve};
 use clap::error::ErrorKind;
 
 /// The line `--help` starts with.
-const ABOUT: &str = "Fan-out chapter 10: history: the chat remembers, limits a flood, checks the Origin, and is measured";
+const ABOUT: &str =
+    "Fan-out chapter 11: many servers: with --redis, servers share rooms, names and history";
 
 #[tokio::main]
 async fn main() -> ExitCode {

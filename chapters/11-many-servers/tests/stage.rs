@@ -1,4 +1,4 @@
-//! The stage tests for chapter 10, run against this crate's server: every suite of the chapters
+//! The stage tests for chapter 11, run against this crate's server: every suite of the chapters
 //! before (through the chat wire, which `target!` picks for chapter 09 on: see
 //! `stage_tests::Wire`), the chat's own, and the history's.
 //! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
@@ -51,6 +51,7 @@ fn main() -> std::process::ExitCode {
             stage_tests::history::SCENARIOS,
             stage_tests::ratelimit::SCENARIOS,
             stage_tests::origin::SCENARIOS,
+            stage_tests::cluster::SCENARIOS,
         ],
     )
 }
