@@ -40,7 +40,6 @@ use redis::{
     Client, ConnectionInfo, PushInfo, PushKind, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use serde::{Deserialize, Serialize};
 use tokio::{
     sync::mpsc,
     task::JoinHandle,
@@ -53,6 +52,11 @@ use crate::{
     names::{Nick, NickKey},
     storage::{self, Job, Read, Record},
 };
+
+// The news and the messages between the broker and the bridge: see bridge/news.rs.
+mod news;
+
+pub use news::{Bridged, Claim, Envelope, Member, News, Outbound};
 
 /// The one channel every instance publishes on and listens to. One channel for everything an
 /// instance says keeps all of it in one order: a client's `joined` comes before what it says.
@@ -79,88 +83,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const INBOUND: usize = 4096;
 /// How many messages for other instances may wait for the bridge.
 pub const OUTBOUND: usize = 4096;
-
-// ANCHOR: news
-/// What one instance tells the others, as JSON on [`CHANNEL`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    /// The instance that published it: an instance skips its own publications, which Redis
-    /// sends back to it like to any subscriber (it delivered them itself already).
-    pub from: u64,
-    #[serde(flatten)]
-    pub news: News,
-}
-
-/// The news itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "news", rename_all = "snake_case")]
-pub enum News {
-    /// Something said in `room`: for the members of `room` on every other instance.
-    Room { room: String, message: ChatMessage },
-    /// A private message for whoever holds the name `to` (in lower case).
-    Private { to: String, message: ChatMessage },
-    /// A client of the publisher is `nick`, in `room`: new, renamed or moved.
-    Member(Member),
-    /// A client of the publisher is gone.
-    Gone { conn: u64 },
-    /// Every client of the publisher, in place of what was known of them.
-    Roster { members: Vec<Member> },
-    /// The publisher is new, or back: every instance answers with its `Roster`.
-    Hello,
-    /// The publisher is still there (see [`PEER_TIMEOUT`]).
-    Alive,
-}
-
-/// One client of an instance, as the others know it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub conn: u64,
-    pub nick: String,
-    pub room: String,
-}
-// ANCHOR_END: news
-
-/// What the broker asks of the bridge.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Tell the other instances.
-    Publish(News),
-    /// Claim the name `nick` for client `id`; the answer comes as [`Bridged::Claimed`].
-    Claim { id: ConnId, nick: Nick },
-    /// Client `id` no longer holds `nick`.
-    Release { id: ConnId, nick: Nick },
-}
-
-/// The answer to a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    Granted,
-    /// Another client holds it, on this instance or another.
-    Taken,
-    /// Redis is out of reach: nobody can say whether the name is free.
-    Unreachable,
-}
-
-/// What the bridge tells the broker.
-#[derive(Debug)]
-pub enum Bridged {
-    /// Redis answers (again): the other instances can be reached.
-    Up,
-    /// Redis is out of reach.
-    Down,
-    /// Another instance's news.
-    News(Envelope),
-    /// The answer to [`Outbound::Claim`].
-    Claimed {
-        id: ConnId,
-        nick: Nick,
-        claim: Claim,
-    },
-    /// A claim refreshed after an outage turned out to be someone else's: `id` lost `nick`.
-    Lost { id: ConnId, nick: Nick },
-    /// A heartbeat: time to forget the instances that have gone silent.
-    Tick,
-}
 
 /// What the bridge counts, for `/stats`.
 #[derive(Debug, Default)]
@@ -260,6 +182,7 @@ pub async fn start(
         connection,
         instance,
         up: false,
+        said_down: false,
         subscribed: false,
         backoff: FIRST_BACKOFF,
         retry_at: Instant::now(),
@@ -322,6 +245,8 @@ struct Bridge {
     instance: u64,
     /// Whether Redis answered the last command.
     up: bool,
+    /// Whether the broker was told that Redis is out of reach (and not yet that it is back).
+    said_down: bool,
     /// Whether [`CHANNEL`] was subscribed to once (after that, the manager subscribes again by
     /// itself on every new connection).
     subscribed: bool,
@@ -466,6 +391,7 @@ impl Bridge {
         self.up = false;
         self.backoff = FIRST_BACKOFF;
         self.retry_at = after(self.backoff);
+        self.said_down = true;
         self.tell(Bridged::Down).await;
     }
 
@@ -484,6 +410,7 @@ impl Bridge {
             Ok(Ok(_)) => {
                 self.subscribed = true;
                 self.up = true;
+                self.said_down = false;
                 tracing::info!("redis answers: sharing with the other servers again");
                 // Redis may have lost our claims (a restart) or let them expire (a long outage).
                 self.refresh().await;
@@ -492,6 +419,12 @@ impl Bridge {
             _ => {
                 self.backoff = self.backoff.saturating_mul(2).min(MAX_BACKOFF);
                 self.retry_at = after(self.backoff);
+                // Out of reach from the start: the broker hears so once, as after a loss.
+                if !self.said_down {
+                    tracing::warn!("redis is out of reach: serving this server's clients alone");
+                    self.said_down = true;
+                    self.tell(Bridged::Down).await;
+                }
             }
         }
     }

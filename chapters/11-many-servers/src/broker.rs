@@ -321,6 +321,7 @@ impl Broker {
             now,
         );
         self.welcome(id, now);
+        self.warn_if_apart(id, now);
         self.publish_member(id);
         // Then what was said in the lobby before: see broker/history.rs.
         self.request_history(id, None, false, now);

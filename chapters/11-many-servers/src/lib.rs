@@ -1,3 +1,19 @@
+//! Chapter 11: many servers.
+//!
+//! One server holds as many clients as one machine can. With `--redis URL`, several servers
+//! make one chat: each still has its own broker, which still never waits, and a bridge task of
+//! its own (`bridge.rs`) that publishes what the server's clients say and do on one Redis
+//! channel and hands what the other servers publish to the broker (`broker/cluster.rs`). So
+//! clients of different servers share rooms, see each other in `/who` and `/rooms`, and reach
+//! each other with `/msg`. A name is claimed in Redis before anyone may take it, so it is unique
+//! across servers; the history moves to a Redis Stream per room, so every server replays the same
+//! one. Redis going away costs only the other servers: each one goes on serving its own clients,
+//! tells them so once, counts what it could not publish (`/stats`: `unpublished`), and finds the
+//! others again when Redis is back. Binary messages stay on their server. Without `--redis`,
+//! nothing changes: the server is chapter 10's, SQLite and all.
+//!
+//! What follows is chapter 10's account, which still holds.
+//!
 //! Chapter 10: history.
 //!
 //! Until now nothing said survived a restart, and a newcomer walked into a room in silence. Here

@@ -23,6 +23,10 @@ use crate::{
     names::{Nick, Room},
 };
 
+/// What every client is told when Redis goes out of reach.
+const OUT_OF_REACH: &str = "the other servers are out of reach: until they are back, only the \
+                            clients of this server hear you";
+
 /// What the broker keeps for the cluster: the way to the bridge, and the other servers.
 #[derive(Debug)]
 pub struct Cluster {
@@ -319,11 +323,19 @@ impl Broker {
         if std::mem::replace(&mut cluster.told_down, true) {
             return;
         }
-        self.tell_everyone(
-            "the other servers are out of reach: until they are back, only the clients of this \
-             server hear you",
-            now,
-        );
+        self.tell_everyone(OUT_OF_REACH, now);
+    }
+
+    /// A client that comes while the other servers are out of reach is told so too.
+    pub(super) fn warn_if_apart(&mut self, id: ConnId, now: Instant) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.told_down)
+        {
+            let text = OUT_OF_REACH.to_string();
+            self.tell(id, Body::Info { text }, now);
+        }
     }
 
     fn tell_everyone(&mut self, text: &str, now: Instant) {
