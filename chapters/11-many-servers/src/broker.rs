@@ -905,3 +905,14 @@ mod rooms_tests;
     clippy::arithmetic_side_effects
 )]
 mod history_tests;
+
+// Tests may panic (that is how they fail), index and count without care.
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod cluster_tests;
