@@ -23,8 +23,18 @@ struct Node {
 
 impl Node {
     fn new(capacity: usize) -> Node {
+        Node::with_jobs(capacity, mpsc::channel(1).0, false)
+    }
+
+    /// A node whose history jobs go to `jobs` (`keeps`: replayed on a join).
+    fn with_jobs(capacity: usize, jobs: mpsc::Sender<crate::storage::Job>, keeps: bool) -> Node {
         let (outbound, bridge) = mpsc::channel(capacity);
-        let (jobs, _) = mpsc::channel(1);
+        let history = History::new(
+            jobs.clone(),
+            50,
+            0,
+            Arc::new(crate::storage::Counts::default()),
+        );
         let links = bridge::Links {
             instance: 1,
             outbound,
@@ -32,7 +42,10 @@ impl Node {
             counts: Arc::new(bridge::Counts::default()),
             history_counts: Arc::new(crate::storage::Counts::default()),
         };
-        let broker = Broker::default().with_cluster(Cluster::new(&links));
+        let mut broker = Broker::default().with_cluster(Cluster::new(&links));
+        if keeps {
+            broker = broker.with_history(history);
+        }
         let mut node = Node { broker, bridge };
         node.bridged(Bridged::Up);
         node.outbound();
@@ -317,5 +330,51 @@ fn a_full_bridge_queue_costs_news_not_chat() {
         node.broker.stats().unpublished >= 3,
         "{:?}",
         node.broker.stats()
+    );
+}
+
+/// The seam across servers: a message said on another server that is both in a joiner's
+/// history and among what was held for it meanwhile reaches it once, as history; what was said
+/// after it, live.
+#[test]
+fn a_remote_message_in_the_history_and_held_reaches_the_joiner_once() {
+    let (jobs, mut jobs_rx) = mpsc::channel(16);
+    let mut node = Node::with_jobs(16, jobs, true);
+    let (alice, mut alice_rx) = node.connect();
+    let Ok(crate::storage::Job::Read(read)) = jobs_rx.try_recv() else {
+        panic!("joining asks for the history");
+    };
+    let said = |text: &str| {
+        ChatMessage::now(Body::Chat {
+            room: "lobby".to_string(),
+            from: "bob".to_string(),
+            text: text.to_string(),
+        })
+    };
+    let (both, later) = (said("stored, then heard"), said("only heard"));
+    for message in [both.clone(), later.clone()] {
+        node.news(News::Room {
+            room: "lobby".to_string(),
+            message,
+        });
+    }
+    let stored = ChatMessage {
+        history: true,
+        ..both.clone()
+    };
+    node.broker.handle(Event::History {
+        to: alice,
+        ticket: read.ticket,
+        answer: Ok(vec![stored.clone()]),
+    });
+    let mut received = Vec::new();
+    while let Ok(Message::Text(json)) = alice_rx.try_recv() {
+        received.push(serde_json::from_str::<ChatMessage>(json.as_str()).unwrap());
+    }
+    let chats: Vec<&ChatMessage> = received.iter().filter(|m| m.is_relayed()).collect();
+    assert_eq!(
+        chats,
+        [&stored, &later],
+        "once as history, then the live one"
     );
 }

@@ -207,6 +207,7 @@ impl Broker {
         answer: Result<Vec<ChatMessage>, String>,
         now: Instant,
     ) {
+        self.drop_repeats(to, ticket, &answer);
         // ANCHOR: exercise-seam
         let Some(client) = self.clients.get_mut(&to) else {
             return; // gone meanwhile
@@ -240,6 +241,51 @@ impl Broker {
         // ANCHOR_END: exercise-seam
     }
     // ANCHOR_END: answer_history
+
+    // ANCHOR: drop_repeats
+    /// Across servers (`--redis`), the seam has one more case. A message said on another server
+    /// is stored there, then published; if it was stored before this server read the history,
+    /// and arrived here after the request, it is both in `answer` and among what was held for
+    /// `to`. It goes out once, as history: the held copy is dropped. (It cannot be missing from
+    /// both: arriving here after the read means it was stored before it was published.) Only a
+    /// client of another server can say such a message: this server's own are numbered, and
+    /// what is held was said after the number the request carried.
+    fn drop_repeats(&mut self, to: ConnId, ticket: u64, answer: &Result<Vec<ChatMessage>, String>) {
+        let (Some(_), Ok(messages)) = (&self.cluster, answer) else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&to) else {
+            return;
+        };
+        let wire = client.wire;
+        let Some(pending) = client
+            .pending
+            .as_mut()
+            .filter(|pending| pending.ticket == ticket)
+        else {
+            return;
+        };
+        // How each message of the history looked when it was said: as a held one looks.
+        let said: Vec<Message> = messages
+            .iter()
+            .map(|message| {
+                let live = ChatMessage {
+                    history: false,
+                    ..message.clone()
+                };
+                Payloads::new(&live).for_wire(wire)
+            })
+            .collect();
+        let cut = pending.cut;
+        let mut index = 0usize;
+        pending.held.retain(|held| {
+            let keep = index < cut || !said.contains(held);
+            index = index.saturating_add(1);
+            keep
+        });
+        pending.held_bytes = pending.held.iter().map(payload_size).sum();
+    }
+    // ANCHOR_END: drop_repeats
 
     /// Lets go of what was held for `id`, without history: before its connection closes.
     pub(super) fn release(&mut self, id: ConnId, now: Instant) {
