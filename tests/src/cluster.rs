@@ -28,6 +28,8 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     each_senders_order_holds_across_servers,
     the_history_is_the_same_on_every_server,
     without_redis_the_servers_keep_their_own_clients_and_find_each_other_again,
+    a_name_taken_on_two_servers_while_redis_was_away_stays_with_one,
+    a_server_that_shuts_down_lets_its_names_go_at_once,
     @binary a_server_that_dies_leaves_and_frees_its_names,
 ];
 
@@ -332,6 +334,49 @@ async fn without_redis_the_servers_keep_their_own_clients_and_find_each_other_ag
     other.send("/nick alice").await;
     let error = other.expect_past_notices("error").await;
     assert!(field(&error, "text").contains("taken"), "{error}");
+}
+
+/// While Redis is away, a name can be taken on each server (it cannot be checked with the
+/// others, and the chat goes on); when Redis is back, one of the two keeps it, and the other is
+/// told and given a guest name.
+async fn a_name_taken_on_two_servers_while_redis_was_away_stays_with_one(target: Target) {
+    let (mut redis, [a, b]) = cluster::<2>(target).await;
+    let mut alice = ChatClient::connect(&a, "alice").await;
+    let mut bob = ChatClient::connect(&b, "bob").await;
+    redis.stop();
+    for client in [&mut alice, &mut bob] {
+        expect_info(client, "out of reach").await;
+        client.nick("zed").await;
+        expect_info(client, "checked with them").await;
+    }
+    redis.restart().await;
+    let mut lost = 0;
+    for client in [&mut alice, &mut bob] {
+        let info = client.expect_past_notices("info").await;
+        if field(&info, "text").contains("took the name zed") {
+            lost += 1;
+            let welcome = client.expect("welcome").await;
+            assert!(field(&welcome, "name").starts_with("guest-"), "{welcome}");
+            client.expect("who").await;
+            expect_info(client, "reached again").await;
+        } else {
+            assert!(field(&info, "text").contains("reached again"), "{info}");
+        }
+    }
+    assert_eq!(lost, 1, "exactly one of the two keeps the name");
+}
+
+/// A server that shuts down lets its clients' names go on its way out: the other servers' clients
+/// can take them at once, not once their claims expire.
+async fn a_server_that_shuts_down_lets_its_names_go_at_once(target: Target) {
+    let (_redis, [a, b]) = cluster::<2>(target).await;
+    let mut alice = named(&a, "alice").await;
+    let mut bob = named(&b, "bob").await;
+    heard_across(&mut bob, &mut alice, "leaving soon").await;
+    b.shutdown().await.expect("the server shuts down cleanly");
+    let left = alice.expect_past_notices("left").await;
+    assert_eq!(field(&left, "name"), "bob", "{left}");
+    alice.nick("bob").await;
 }
 
 /// A server killed without a word (SIGKILL): the others forget its clients once it has been

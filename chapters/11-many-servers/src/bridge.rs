@@ -443,7 +443,8 @@ impl Bridge {
     }
 
     /// Sets every claim again, with a fresh expiry. A name another instance took meanwhile (ours
-    /// expired during a long outage) is lost: the broker hears so.
+    /// expired during a long outage, or both were taken while Redis was away) is lost: the
+    /// broker hears so. A claim Redis does not answer is kept, for the next try.
     async fn refresh(&mut self) {
         self.refreshed = Instant::now();
         let claims: Vec<(ConnId, Nick)> = self.claims.values().cloned().collect();
@@ -460,7 +461,8 @@ impl Bridge {
             Outbound::Publish(news) => self.publish(&news).await,
             Outbound::Claim { id, nick } => {
                 let claim = self.claim(id, &nick).await;
-                if claim == Claim::Granted {
+                // Provisional: claimed for real by the refresh once Redis is back.
+                if claim != Claim::Taken {
                     self.claims.insert(nick.key(), (id, nick.clone()));
                 }
                 self.tell(Bridged::Claimed { id, nick, claim }).await;
@@ -500,7 +502,7 @@ impl Bridge {
         match self.script(CLAIM, &name_key(nick), &args).await {
             Some(1) => Claim::Granted,
             Some(_) => Claim::Taken,
-            None => Claim::Unreachable,
+            None => Claim::Provisional,
         }
     }
 

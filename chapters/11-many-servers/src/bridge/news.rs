@@ -62,8 +62,10 @@ pub enum Claim {
     Granted,
     /// Another client holds it, on this instance or another.
     Taken,
-    /// Redis is out of reach: nobody can say whether the name is free.
-    Unreachable,
+    /// Redis is out of reach: nobody can say whether the name is free on the other servers.
+    /// The bridge keeps the claim, and makes it when Redis is back; if another server's client
+    /// took the name meanwhile, one of the two loses it then ([`Bridged::Lost`]).
+    Provisional,
 }
 
 /// What the bridge tells the broker.

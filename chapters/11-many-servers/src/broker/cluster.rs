@@ -218,13 +218,6 @@ impl Broker {
         let Some(cluster) = &mut self.cluster else {
             return false;
         };
-        if !cluster.up {
-            let text = "names cannot be checked while the other servers are out of reach: try \
-                        again in a moment"
-                .to_string();
-            self.tell(from, Body::Error { text }, now);
-            return true;
-        }
         if cluster.holder(nick.as_str()).is_some() {
             let text = format!("the name {nick} is taken");
             self.tell(from, Body::Error { text }, now);
@@ -267,11 +260,12 @@ impl Broker {
                     let text = format!("the name {nick} is taken");
                     self.tell(id, Body::Error { text }, now);
                 }
-                Claim::Unreachable => {
-                    let text = "names cannot be checked while the other servers are out of \
-                                reach: try again in a moment"
+                Claim::Provisional => {
+                    self.claimed(id, nick, now);
+                    let text = "the other servers are out of reach: your name is checked with \
+                                them when they are back"
                         .to_string();
-                    self.tell(id, Body::Error { text }, now);
+                    self.tell(id, Body::Info { text }, now);
                 }
             },
             Bridged::Lost { id, nick } => {
