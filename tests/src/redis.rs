@@ -30,13 +30,7 @@ impl RedisServer {
     /// Starts a server on a port the OS picks, and waits (at most [`WAIT`]) until it answers
     /// `PING`.
     pub async fn start() -> RedisServer {
-        // The OS picks a free port for a listener of ours, which is closed at once for Redis to
-        // take. Another process could take it in between; on a test machine that is unlikely,
-        // and the wait for PING below would say so.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .unwrap_or_else(|err| panic!("cannot find a free port for redis-server: {err}"));
+        let port = free_port();
         let dir = tempfile::tempdir()
             .unwrap_or_else(|err| panic!("cannot make a directory for redis-server: {err}"));
         let mut server = RedisServer {
@@ -88,6 +82,13 @@ impl RedisServer {
             "redis-server on port {} did not answer PING within {WAIT:?}",
             self.port
         );
+        // Ours answered, not another that holds the port (ours would then have exited).
+        let running = self.child.as_mut().map(|child| child.try_wait());
+        assert!(
+            matches!(running, Some(Ok(None))),
+            "redis-server could not listen on port {}: another process holds it",
+            self.port
+        );
     }
 }
 
@@ -95,6 +96,29 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The ports [`free_port`] draws from: below Linux's ephemeral range (32768 and up), from
+/// which the OS picks the ports of outgoing connections and of listeners bound to port 0. A port
+/// from that range could be handed to another socket while this server is stopped (in the
+/// outage scenarios), and a server of another scenario could then answer on it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port of [`PORTS`] that nothing listens on now, drawn at random: scenarios running side by
+/// side draw different ones.
+fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let span = u64::from(PORTS.end - PORTS.start);
+        let port = PORTS.start + u16::try_from(random % span).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for redis-server in {PORTS:?}");
 }
 
 /// Whether a Redis server on `port` answers `PING` with `+PONG` (within a second).

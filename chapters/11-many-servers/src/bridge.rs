@@ -23,7 +23,11 @@
 //! the broker) and probes, with a backoff, until Redis answers again.
 //!
 //! While Redis is away, nothing waits for it: what would be published is dropped and counted, a
-//! claim for a name is answered at once, and the queues stay bounded.
+//! claim for a name is granted for now and made when Redis is back (one of two servers that gave
+//! the same name meanwhile takes it back), and the queues stay bounded.
+//!
+//! The servers that share a Redis, and the Redis itself, trust each other: what comes through
+//! the channel is checked for form, not for honesty.
 
 use std::{
     collections::HashMap,
@@ -144,14 +148,20 @@ pub async fn start(
     let counts = Arc::new(Counts::default());
     let (inbound, inbound_rx) = mpsc::channel(INBOUND);
     let missed = Arc::clone(&counts);
+    // This instance's number, once it has one: what it published itself comes back to it (it is
+    // a subscriber like any other), and is dropped here rather than queued.
+    let own = Arc::new(AtomicU64::new(0));
+    let own_number = Arc::clone(&own);
     // Called by the connection for every push frame, on its own task: it must not wait, so it
     // offers each message to a bounded queue and drops what does not fit.
     let on_push = move |push: PushInfo| -> Result<(), ()> {
         let item = match push.kind {
             PushKind::Disconnection => Inbound::Lost,
             PushKind::Message => match envelope(&push.data) {
-                Some(envelope) => Inbound::Envelope(envelope),
-                None => return Ok(()),
+                Some(envelope) if envelope.from != own_number.load(Ordering::Relaxed) => {
+                    Inbound::Envelope(envelope)
+                }
+                _ => return Ok(()),
             },
             _ => return Ok(()),
         };
@@ -174,6 +184,7 @@ pub async fn start(
     let mut connection =
         ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
     let instance = instance_number(&mut connection).await;
+    own.store(instance, Ordering::Relaxed);
     println!("instance {instance}, sharing through redis");
     let (outbound, outbound_rx) = mpsc::channel(OUTBOUND);
     let (jobs, jobs_rx) = mpsc::channel(storage::QUEUE);

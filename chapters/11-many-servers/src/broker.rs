@@ -148,6 +148,9 @@ pub struct Stats {
     pub unpublished: u64,
     /// With `--redis`: the other servers heard from lately.
     pub peers: u64,
+    /// With `--redis`: messages from the other servers dropped on arrival, the bridge's queue
+    /// being full.
+    pub unheard: u64,
 }
 
 /// Starts the broker task and returns the sender that connections use to reach it, and the task
@@ -518,6 +521,7 @@ impl Broker {
             history_failures,
             unpublished: self.cluster.as_ref().map_or(0, Cluster::unpublished),
             peers: self.cluster.as_ref().map_or(0, Cluster::peer_count),
+            unheard: self.cluster.as_ref().map_or(0, Cluster::unheard),
             ..self.counts
         }
     }
@@ -758,6 +762,7 @@ mod tests {
                 history_failures: 0,
                 unpublished: 0,
                 peers: 0,
+                unheard: 0,
             }
         );
     }

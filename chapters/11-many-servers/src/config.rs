@@ -406,6 +406,29 @@ mod tests {
         assert_eq!(config.write_timeout, crate::broker::DEFAULT_STALL_LIMIT);
     }
 
+    /// `--redis` takes a Redis URL and asks for RESP3 whatever the URL says (the bridge needs
+    /// it); anything else is a flag error.
+    #[test]
+    fn redis_takes_a_redis_url_and_asks_for_resp3() {
+        let info = redis_url("redis://127.0.0.1:6379").unwrap();
+        assert_eq!(
+            info.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+        let info = redis_url("redis://127.0.0.1:6379/?protocol=resp2").unwrap();
+        assert_eq!(
+            info.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+        for bad in ["", "localhost", "http://127.0.0.1:6379"] {
+            assert!(redis_url(bad).is_err(), "--redis {bad:?} should be refused");
+        }
+        assert!(
+            Config::parse_from(["test"]).redis.is_none(),
+            "off by default"
+        );
+    }
+
     /// `--history` is 0 (off) to 1000, `--history-keep` 1 to a hundred million; anything else is
     /// a flag error.
     #[test]

@@ -20,8 +20,14 @@ use super::{Broker, ConnId, Outgoing};
 use crate::{
     bridge::{self, Bridged, Claim, Envelope, Member, News, Outbound, PEER_TIMEOUT},
     message::{Body, ChatMessage},
-    names::{Nick, Room},
+    names::{NameError, Nick, Room},
 };
+
+/// Whether `text` has the form of a name a server gives out or accepts: what another server
+/// says its client is called is shown to ours, in `/who` and in lines a terminal prints.
+fn is_name(text: &str) -> bool {
+    matches!(Nick::parse(text), Ok(_) | Err(NameError::GuestLike(_)))
+}
 
 /// What every client is told when Redis goes out of reach.
 const OUT_OF_REACH: &str = "the other servers are out of reach: until they are back, only the \
@@ -77,6 +83,10 @@ impl Cluster {
     pub(super) fn unpublished(&self) -> u64 {
         self.unpublished
             .saturating_add(self.counts.unpublished.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn unheard(&self) -> u64 {
+        self.counts.missed.load(Ordering::Relaxed)
     }
 
     pub(super) fn peer_count(&self) -> u64 {
@@ -389,7 +399,7 @@ impl Broker {
                 }
             }
             News::Member(member) => {
-                let Ok(room) = Room::parse(&member.room) else {
+                let (Ok(room), true) = (Room::parse(&member.room), is_name(&member.nick)) else {
                     return;
                 };
                 let before = peer
@@ -407,6 +417,7 @@ impl Broker {
                 // just learns who was there all along.
                 peer.members = members
                     .into_iter()
+                    .filter(|member| is_name(&member.nick))
                     .filter_map(|member| {
                         let room = Room::parse(&member.room).ok()?;
                         Some((member.conn, (member.nick, room)))
