@@ -95,6 +95,14 @@ async fn expect_info(client: &mut ChatClient, part: &str) {
     );
 }
 
+/// Waits until `client`'s server has answered everything before: its history (read when it
+/// joined) included, since what the server tells a client waits behind its history. Stopping
+/// Redis before then would turn that answer into a word that the history is unavailable.
+async fn settled(client: &mut ChatClient) {
+    client.send("/who").await;
+    client.expect_past_notices("who").await;
+}
+
 /// A chat client called `name` on `server`.
 async fn named(server: &TestServer, name: &str) -> ChatClient {
     let [client] = ChatClient::everyone(server, [name]).await;
@@ -301,6 +309,9 @@ async fn without_redis_the_servers_keep_their_own_clients_and_find_each_other_ag
     let mut bob = named(&b, "bob").await;
     heard_across(&mut bob, &mut alice, "before").await;
     expect_said(&mut carol, "bob", "before").await;
+    for client in [&mut alice, &mut carol, &mut bob] {
+        settled(client).await;
+    }
 
     redis.stop();
     for client in [&mut alice, &mut carol, &mut bob] {
@@ -343,6 +354,8 @@ async fn a_name_taken_on_two_servers_while_redis_was_away_stays_with_one(target:
     let (mut redis, [a, b]) = cluster::<2>(target).await;
     let mut alice = ChatClient::connect(&a, "alice").await;
     let mut bob = ChatClient::connect(&b, "bob").await;
+    settled(&mut alice).await;
+    settled(&mut bob).await;
     redis.stop();
     for client in [&mut alice, &mut bob] {
         expect_info(client, "out of reach").await;

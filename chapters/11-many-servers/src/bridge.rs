@@ -617,7 +617,7 @@ fn stream_entry(entry: &Value) -> Option<ChatMessage> {
 
 /// What a client reads when the shared history cannot be read.
 pub const UNAVAILABLE: &str =
-    "history is unavailable right now (the other servers are out of reach); chat goes on";
+    "history is unavailable right now (the server cannot use Redis); chat goes on";
 
 /// The time `wait` from now (or now, if that is beyond what an `Instant` can hold).
 fn after(wait: Duration) -> Instant {
