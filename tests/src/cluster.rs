@@ -30,7 +30,9 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     without_redis_the_servers_keep_their_own_clients_and_find_each_other_again,
     a_name_taken_on_two_servers_while_redis_was_away_stays_with_one,
     a_server_that_shuts_down_lets_its_names_go_at_once,
+    servers_started_without_redis_serve_alone_then_find_each_other,
     @binary a_server_that_dies_leaves_and_frees_its_names,
+    @binary a_redis_flag_that_is_not_a_redis_url_is_refused,
 ];
 
 /// A Redis and `n` servers of `target` sharing it, each of which has heard from all the others
@@ -390,6 +392,51 @@ async fn a_server_that_shuts_down_lets_its_names_go_at_once(target: Target) {
     let left = alice.expect_past_notices("left").await;
     assert_eq!(field(&left, "name"), "bob", "{left}");
     alice.nick("bob").await;
+}
+
+/// Servers started while Redis is down start anyway, serve their own clients and say that the
+/// others are out of reach; once Redis is up, they find each other with no restart.
+async fn servers_started_without_redis_serve_alone_then_find_each_other(target: Target) {
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    redis.stop();
+    let a = TestServer::start_with(target, &["--redis", &url]).await;
+    let b = TestServer::start_with(target, &["--redis", &url]).await;
+    let mut alice = ChatClient::connect(&a, "alice").await;
+    let mut carol = ChatClient::connect(&a, "carol").await;
+    let mut bob = ChatClient::connect(&b, "bob").await;
+    for client in [&mut alice, &mut carol, &mut bob] {
+        // Each is also told that there is no history to show (it is in Redis), before or after.
+        let mut told = Vec::new();
+        while told.len() < 2 {
+            let info = client.expect_past_notices("info").await;
+            told.push(field(&info, "text").to_string());
+        }
+        told.sort();
+        assert!(
+            told[0].starts_with("history is unavailable") && told[1].contains("out of reach"),
+            "{}: {told:?}",
+            client.label()
+        );
+    }
+    heard_across(&mut alice, &mut carol, "just us").await;
+
+    redis.restart().await;
+    for client in [&mut alice, &mut carol, &mut bob] {
+        expect_info(client, "reached again").await;
+    }
+    wait_for_peers(a.addr, 1).await;
+    wait_for_peers(b.addr, 1).await;
+    heard_across(&mut bob, &mut alice, "found you").await;
+    expect_said(&mut carol, &bob.name, "found you").await;
+}
+
+/// `--redis` with something that is not a Redis URL is a flag error, like any other.
+async fn a_redis_flag_that_is_not_a_redis_url_is_refused(target: Target) {
+    let Some(bin) = target.bin else { return };
+    for bad in ["localhost:6379", "http://127.0.0.1:6379"] {
+        crate::process::assert_flag_refused(bin, &["--redis", bad], "--redis").await;
+    }
 }
 
 /// A server killed without a word (SIGKILL): the others forget its clients once it has been
