@@ -155,8 +155,8 @@ pub async fn start(
     // a subscriber like any other), and is dropped here rather than queued.
     let own = Arc::new(AtomicU64::new(0));
     let own_number = Arc::clone(&own);
-    // Called by the connection for every push frame, on its own task: it must not wait, so it
-    // offers each message to a bounded queue and drops what does not fit.
+    // ㉒ Called by the connection for every push frame, on its own task: it must not wait, so
+    // it offers each message to a bounded queue and drops what does not fit.
     let on_push = move |push: PushInfo| -> Result<(), ()> {
         let item = match push.kind {
             PushKind::Disconnection => Inbound::Lost,
@@ -396,7 +396,7 @@ impl Bridge {
     }
 
     // ANCHOR: outage
-    /// Redis is out of reach: say so once, and try again after the backoff.
+    /// ㉑ Redis is out of reach: say so once, and try again after the backoff.
     async fn lost(&mut self, why: &str) {
         if !self.up {
             return;

@@ -63,7 +63,7 @@
 //! server now runs its own accept loop instead of `axum::serve`.
 //!
 //! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ since
-//! chapter 08, ⑰–⑲ since chapter 10):
+//! chapter 08, ⑰–⑲ since chapter 10, ⑳–㉒ since chapter 11):
 //!
 //! | #  | Where                               | What happens                                        |
 //! |----|-------------------------------------|-----------------------------------------------------|
@@ -86,6 +86,9 @@
 //! | ⑰  | reader: over `--rate-limit`         | dropped, one warning per flood; past the grace: Close 1008 (TCP: a line, hung up) |
 //! | ⑱  | `upgrade`, TCP welcome: one address | `--max-connections-per-ip`: 429 (TCP: one line), before any WebSocket |
 //! | ⑲  | `upgrade`: a foreign `Origin`       | 403 with a reason, before any place is taken         |
+//! | ⑳  | broker: the bridge's queue is full  | the other servers miss that news (`/stats`: `unpublished`); the chat here goes on |
+//! | ㉑  | bridge: Redis out of reach          | clients told once; news dropped and counted; names provisional; probes with a backoff |
+//! | ㉒  | bridge: the others' news piles up   | what does not fit in the bridge's queue is dropped on arrival (`unheard`) |
 
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
 // to panic into an error when `cargo clippy` checks this crate (CI runs it on every change):

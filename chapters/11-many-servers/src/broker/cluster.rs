@@ -93,7 +93,7 @@ impl Cluster {
         self.peers.len() as u64
     }
 
-    /// Hands `out` to the bridge without waiting; `false` if its queue had no room.
+    /// ⑳ Hands `out` to the bridge without waiting; `false` if its queue had no room.
     fn offer(&mut self, out: Outbound) -> bool {
         match self.outbound.try_send(out) {
             Ok(()) => {
