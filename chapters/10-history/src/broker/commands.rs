@@ -9,6 +9,7 @@ use super::{Broker, ConnId, Outgoing};
 use crate::{
     command::{self, Command, Input},
     message::{Body, ChatMessage, RoomCount},
+    metrics::Disconnect,
     names::{Nick, Room},
 };
 
@@ -126,7 +127,7 @@ impl Broker {
                     };
                     let _ = me.outbox.try_send(Message::Close(Some(bye)));
                 }
-                self.remove(from, now);
+                self.remove(from, Disconnect::Quit, now);
             }
         }
     }
@@ -210,6 +211,8 @@ impl Broker {
         let Some(me) = self.clients.get(&id) else {
             return;
         };
+        // Its connection's log says the same from now on.
+        crate::trace::record_where(&me.span, &me.nick, &me.room);
         let body = Body::Welcome {
             name: me.nick.to_string(),
             room: me.room.to_string(),
