@@ -243,17 +243,21 @@ impl Broker {
         let now = Instant::now();
         self.handle_at(event, now);
         // What `/metrics` shows of the broker: atomics, set and bumped without waiting.
-        let metrics = &self.metrics;
-        metrics.broker_event.observe(now.elapsed());
-        metrics
-            .rooms
-            .set(i64::try_from(self.rooms.len()).unwrap_or(i64::MAX));
+        self.metrics.broker_event.observe(now.elapsed());
+        self.show_rooms();
     }
 
     /// This broker counts into `metrics`, which `/metrics` shows (see `serve`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Broker {
         self.metrics = metrics;
+        self.show_rooms();
         self
+    }
+
+    /// Sets the rooms' gauge to the rooms there are.
+    fn show_rooms(&self) {
+        let rooms = i64::try_from(self.rooms.len()).unwrap_or(i64::MAX);
+        self.metrics.rooms.set(rooms);
     }
 
     /// [`handle`](Self::handle), at the time `now`: the broker reads the clock only here, so a
