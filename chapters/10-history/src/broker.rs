@@ -14,6 +14,8 @@
 //! Since the broker sees every message, it is also the one that can count them. Anyone who wants
 //! the counts asks it with an [`Event::Stats`] that carries a oneshot sender for the answer: the
 //! actor's way of answering a question without sharing its state.
+//! (Since chapter 10 the counts are atomics that `/metrics` reads too, at any moment: see
+//! `metrics.rs`. Counting is still the broker's alone, and costs it an atomic add.)
 //!
 //! Since chapter 10 it also numbers what clients say and hands it to the storage task, and joins
 //! a newcomer's history to the live messages without a gap or a repeat (`broker/history.rs`).
@@ -918,6 +920,36 @@ mod tests {
         let stats = broker.stats();
         assert_eq!((stats.refused, stats.timed_out), (2, 1));
         assert_eq!((stats.connections, stats.disconnected), (0, 1));
+    }
+
+    /// `/metrics` counts each client's departure once, for the first reason the broker hears,
+    /// and the gauge of each transport follows its clients; `/stats` adds the reasons up.
+    #[test]
+    fn each_departure_is_counted_once_for_its_first_reason() {
+        use crate::metrics::{Disconnect, Metrics};
+        let metrics = Arc::new(Metrics::default());
+        let mut broker = Broker::default().with_metrics(Arc::clone(&metrics));
+        let (alice, _alice_rx) = join(&mut broker);
+        let (bob, _bob_rx) = join(&mut broker);
+        assert_eq!(metrics.connections.get(Wire::WebSocket), 2);
+        broker.handle(Event::Message {
+            from: bob,
+            message: Message::text("/quit"),
+        });
+        for reason in [Disconnect::TooBig, Disconnect::Closed] {
+            broker.handle(Event::Leave { id: alice, reason });
+        }
+        broker.handle(Event::Leave {
+            id: bob,
+            reason: Disconnect::Closed,
+        });
+        let disconnects = &metrics.disconnects;
+        assert_eq!(disconnects.get(Disconnect::Quit), 1);
+        assert_eq!(disconnects.get(Disconnect::TooBig), 1);
+        assert_eq!(disconnects.get(Disconnect::Closed), 0, "nobody left twice");
+        assert_eq!(metrics.connections.get(Wire::WebSocket), 0);
+        assert_eq!(metrics.accepted.get(Wire::WebSocket), 2);
+        assert_eq!(broker.stats().disconnected, 2);
     }
 
     /// ② The broker's task ends once every sender of events is gone.
