@@ -327,6 +327,9 @@ impl Broker {
             pending: None,
             span,
         };
+        // Its connection's log lines say who and where it is from now on (see trace.rs).
+        crate::trace::record_name(&client.span, &nick);
+        crate::trace::record_room(&client.span, &lobby);
         self.clients.insert(id, client);
         self.metrics.accepted.inc(wire);
         self.metrics.connections.inc(wire);

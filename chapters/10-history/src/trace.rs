@@ -3,11 +3,11 @@
 //!
 //! The connection's reader and writer run inside the span (`.instrument(span)`), and so log in
 //! it without naming it. Its name and room are the broker's to change: the broker holds a clone
-//! of the span, given with [`Event::Join`](crate::broker::Event::Join), and records the new
-//! values in it whenever it tells the client who and where it is (its welcome, after a join, a
-//! `/nick` or a `/join`). Recording is a call, not an `await`, and costs nothing when nobody
-//! listens. A span's fields are fixed when it is made: those recorded later are declared then,
-//! empty.
+//! of the span, given with [`Event::Join`](crate::broker::Event::Join), and records each new
+//! value in it when it changes (on joining, then on a `/nick`, a `/join` or a `/leave`). Recording
+//! is a call, not an `await`, and costs nothing when nobody listens. A span's fields are fixed
+//! when it is made: those recorded later are declared then, empty. (tracing-subscriber's text
+//! output shows a field recorded twice twice, the newest last: hence one record per change.)
 
 use std::net::SocketAddr;
 
@@ -27,16 +27,20 @@ pub(crate) fn connection_span(id: ConnId, wire: Wire, peer: SocketAddr) -> Span 
     tracing::info_span!(
         "connection",
         %id,
-        transport = wire.value(),
+        transport = %wire.value(),
         %peer,
         name = field::Empty,
         room = field::Empty,
     )
 }
 
-/// Records `name` and `room` in a connection's `span`, replacing what was there.
-pub(crate) fn record_where(span: &Span, name: &Nick, room: &Room) {
+/// Records the client's new `name` in its connection's `span`.
+pub(crate) fn record_name(span: &Span, name: &Nick) {
     span.record("name", field::display(name));
+}
+
+/// Records the client's new `room` in its connection's `span`.
+pub(crate) fn record_room(span: &Span, room: &Room) {
     span.record("room", field::display(room));
 }
 // ANCHOR_END: connection_span

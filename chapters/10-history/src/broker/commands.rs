@@ -11,6 +11,7 @@ use crate::{
     message::{Body, ChatMessage, RoomCount},
     metrics::Disconnect,
     names::{Nick, Room},
+    trace,
 };
 
 impl Broker {
@@ -162,6 +163,10 @@ impl Broker {
         self.announce(from, body, now);
         self.welcome(from, now);
         // ANCHOR_END: exercise-rename
+        // Its connection's log lines carry the new name from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_name(&me.span, &me.nick);
+        }
     }
     // ANCHOR_END: rename
 
@@ -194,6 +199,10 @@ impl Broker {
         // Then what was said in the room before: see broker/history.rs.
         self.request_history(from, None, false, now);
         // ANCHOR_END: exercise-move_to
+        // Its connection's log lines carry the new room from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_room(&me.span, &me.room);
+        }
     }
     // ANCHOR_END: move_to
 
@@ -211,8 +220,6 @@ impl Broker {
         let Some(me) = self.clients.get(&id) else {
             return;
         };
-        // Its connection's log says the same from now on.
-        crate::trace::record_where(&me.span, &me.nick, &me.room);
         let body = Body::Welcome {
             name: me.nick.to_string(),
             room: me.room.to_string(),
