@@ -8,13 +8,15 @@
 //! signal a test could wait on: each scenario asks `/metrics` again until the count it expects
 //! shows, within [`WAIT`].
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    ServerProcess, Target, TestServer, WAIT, chat::ChatClient, faults::RawClient, http, scenarios,
-    tcp::LineClient, wait_until,
+    Client, ServerProcess, Target, TestServer, WAIT, chat::ChatClient, faults::RawClient, http,
+    scenarios, tcp::LineClient, wait_until,
 };
 
 pub const SCENARIOS: &[crate::Scenario] = scenarios![
@@ -29,6 +31,8 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     a_client_over_the_total_is_counted_as_refused_total,
     a_message_too_big_is_counted_as_a_too_big_disconnect,
     quit_is_counted_as_a_quit_disconnect,
+    a_silent_client_is_counted_as_a_timeout,
+    a_client_that_keeps_flooding_is_counted_as_a_rate_limited_disconnect,
     messages_a_slow_client_misses_are_counted_as_queue_full,
     the_rooms_gauge_follows_joins_and_leaves,
     a_history_write_is_counted_and_timed,
@@ -538,6 +542,77 @@ async fn quit_is_counted_as_a_quit_disconnect(target: Target) {
     assert_eq!(
         scrape.total("fanout_disconnects_total"),
         1,
+        "{}",
+        scrape.text
+    );
+}
+
+/// A client that answers no ping is cut off after `--idle-timeout`, and counted as a `timeout`
+/// disconnect, as `/stats` counts it in `timed_out`.
+async fn a_silent_client_is_counted_as_a_timeout(target: Target) {
+    let flags = ["--ping-interval", "100ms", "--idle-timeout", "300ms"];
+    let server = TestServer::start_with(target, &flags).await;
+    let mut silent = RawClient::connect(server.addr, "silent").await;
+    silent.expect_close_code(1001).await;
+    let scrape = wait_for_count(
+        server.addr,
+        "fanout_disconnects_total",
+        &[("reason", "timeout")],
+        1,
+    )
+    .await;
+    assert_eq!(
+        scrape.total("fanout_disconnects_total"),
+        1,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(stats(server.addr).await["timed_out"], 1);
+}
+
+/// A client still flooding after `--rate-limit-grace` is closed with 1008, and counted as a
+/// `rate_limited` disconnect besides the messages it had dropped.
+async fn a_client_that_keeps_flooding_is_counted_as_a_rate_limited_disconnect(target: Target) {
+    let flags = [
+        "--rate-limit",
+        "5",
+        "--rate-burst",
+        "5",
+        "--rate-limit-grace",
+        "300ms",
+    ];
+    let server = TestServer::start_with(target, &flags).await;
+    let mut mallory = Client::connect(&server.ws_url(), "mallory").await;
+    // A message every 10 ms, reading what comes back in between, until the server closes: far
+    // over 5 a second, for longer than the grace. A send fails once the server has closed.
+    let started = tokio::time::Instant::now();
+    let code = loop {
+        assert!(
+            started.elapsed() < WAIT,
+            "mallory is still connected after {WAIT:?}"
+        );
+        let _ = mallory.stream().send(Message::text("flood")).await;
+        let read = tokio::time::timeout(Duration::from_millis(10), mallory.stream().next()).await;
+        match read {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|frame| u16::from(frame.code)),
+            Err(_) | Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("mallory: expected a Close frame, the connection ended: {other:?}"),
+        }
+    };
+    assert_eq!(
+        code,
+        Some(1008),
+        "a flood past the grace is closed with 1008"
+    );
+    let scrape = wait_for_count(
+        server.addr,
+        "fanout_disconnects_total",
+        &[("reason", "rate_limited")],
+        1,
+    )
+    .await;
+    assert!(
+        scrape.count("fanout_rate_limited_total", &[]) >= 1,
         "{}",
         scrape.text
     );
