@@ -434,6 +434,40 @@ mod tests {
         );
     }
 
+    /// A target of the stage test's own (chapter 10's: a temporary database per server) gives
+    /// its fields and the items the starter test needs to set them, as written; `main` stays.
+    #[test]
+    fn a_target_of_its_own_brings_its_fields_and_helpers() {
+        let stage = "use std::path::Path;\n\n/// The flags.\nfn base_flags(dir: &Path) -> \
+                     Vec<String> {\n    // Why: a comment.\n    vec![dir.display().to_string()]\n}\n\n\
+                     fn main() -> std::process::ExitCode {\n    stage_tests::run(\n        \
+                     stage_tests::Target {\n            base_flags: Some(base_flags),\n            \
+                     ..stage_tests::target!(ch01_echo, \"ch01-echo\")\n        },\n        \
+                     &[stage_tests::echo::SCENARIOS],\n    )\n}\n";
+        let found = stage_test(stage, &echo()).expect("a target of its own is a stage test");
+        assert_eq!(found.suites, ["stage_tests::echo::SCENARIOS"]);
+        assert_eq!(found.fields, ["base_flags: Some(base_flags)"]);
+        assert_eq!(
+            found.helpers,
+            [
+                "use std::path::Path;",
+                "/// The flags.\nfn base_flags(dir: &Path) -> Vec<String> {\n    // Why: a \
+                 comment.\n    vec![dir.display().to_string()]\n}"
+            ]
+        );
+        let plain = "fn main() { stage_tests::run(stage_tests::target!(ch01_echo, \"ch01-echo\"), \
+                     &[stage_tests::echo::SCENARIOS]) }";
+        let found = stage_test(plain, &echo()).expect("a plain target");
+        assert!(
+            found.fields.is_empty() && found.helpers.is_empty(),
+            "{found:?}"
+        );
+        let other = "fn main() { stage_tests::run(Other { ..stage_tests::target!(ch01_echo, \
+                     \"ch01-echo\") }, &[a]) }";
+        let error = stage_test(other, &echo()).expect_err("not stage_tests::Target");
+        assert!(error.message.contains("stage_tests::Target {"), "{error:?}");
+    }
+
     /// A stage test of another shape, or for another crate, is an error the author can act on,
     /// at the line of the call.
     #[test]
