@@ -25,6 +25,12 @@ use super::{
 
 pub const RUNS: &[Run] = &[
     Run {
+        name: "10-forgets",
+        about: "chapter 09: two terminals talk, the server is stopped and started again, and a newcomer finds the lobby silent",
+        measures: false,
+        go: |ctx| Box::pin(forgets(ctx)),
+    },
+    Run {
         name: "10-restart",
         about: "chapter 10: two terminals talk, the server is stopped and started again with the same --db, and a newcomer reads what they said",
         measures: false,
@@ -62,14 +68,19 @@ const BIN: &str = "ch10-history";
 /// `$ cargo run -p ch10-history -- FLAGS` and what the server prints on stdout: where it
 /// listens, where it keeps the history, and where terminals connect (with `--tcp`).
 async fn startup(server: &Server, flags: &[&str]) -> Result<Vec<String>> {
+    startup_of(BIN, server, flags).await
+}
+
+/// [`startup`] for `package`'s binary; `history in` only for a server given `--db`.
+async fn startup_of(package: &str, server: &Server, flags: &[&str]) -> Result<Vec<String>> {
     let mut lines = vec![
-        format!("$ cargo run -p {BIN} -- {}", flags.join(" ")),
+        format!("$ cargo run -p {package} -- {}", flags.join(" ")),
         server.listening.clone(),
-        format!(
-            "history in {}",
-            server.wait_for_stdout("history in ").await?
-        ),
     ];
+    if flags.contains(&"--db") {
+        let db = server.wait_for_stdout("history in ").await?;
+        lines.push(format!("history in {db}"));
+    }
     if flags.contains(&"--tcp") {
         let tcp = server.wait_for_stdout("tcp listening on ").await?;
         lines.push(format!("tcp listening on {tcp}"));
@@ -95,6 +106,39 @@ async fn named(script: &Script, tcp: SocketAddr, name: &'static str) -> Terminal
     terminal.read(&format!("you are {name},")).await;
     terminal.read("in lobby:").await;
     terminal
+}
+
+/// Chapter 09, the failure this chapter fixes: two terminals talk, the server is restarted, and
+/// a third terminal finds the lobby as if nothing had ever been said.
+async fn forgets(ctx: Ctx) -> Result<Transcript> {
+    const CH09: &str = "ch09-rooms";
+    let bin = ctx.bin(CH09).await?;
+    let flags = ["--tcp", "127.0.0.1:0"];
+    let mut out = Transcript::default();
+    let before = Script::default();
+    let mut server = ctx.start(&bin, &flags).await?;
+    out.section("start", startup_of(CH09, &server, &flags).await?);
+    let tcp = tcp_addr(&server).await?;
+    let mut ann = Terminal::connect(&before, tcp, "ann").await;
+    ann.read("in lobby:").await;
+    let mut tom = Terminal::connect(&before, tcp, "tom").await;
+    tom.read("in lobby:").await;
+    ann.read("joined lobby").await;
+    ann.send("the meeting moved to 3 pm").await;
+    tom.read("3 pm").await;
+    before.note("· the server is stopped with Ctrl-C, and started again".to_string());
+    server.signal(Signal::SIGINT)?;
+    server.wait_exit(WAIT).await?;
+    drop((ann, tom));
+    let server = ctx.start(&bin, &flags).await?;
+    let tcp = tcp_addr(&server).await?;
+    let mut eve = Terminal::connect(&before, tcp, "eve").await;
+    eve.read("in lobby:").await;
+    // Whatever else eve would read comes now or never: a line here fails the run.
+    eve.client.expect_quiet().await;
+    before.note("eve: (nothing more)".to_string());
+    out.section("forgotten", before.lines());
+    Ok(out)
 }
 
 /// Two terminals talk; the server stops (SIGINT, as Ctrl-C) and starts again on the same file;
