@@ -318,6 +318,7 @@ impl Broker {
     }
     // ANCHOR_END: connect
 
+    // ANCHOR: remove
     /// Takes `id` out of every map and tells its room it left. Returns whether it was there.
     /// Telling the room may find more clients to let go (a closed queue, a stall): they are
     /// removed in turn, from a list rather than by recursion, however many there are.
@@ -343,6 +344,7 @@ impl Broker {
         }
         found
     }
+    // ANCHOR_END: remove
 
     /// Takes `id` out of `room`'s members; a room other than the lobby goes with its last one.
     fn leave_room(&mut self, id: ConnId, room: &Room) {

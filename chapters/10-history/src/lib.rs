@@ -270,6 +270,7 @@ async fn serve_with_broker_task(
     let header_timeout = config.header_timeout;
     let tcp = config.tcp.clone();
     let state = state(config, events, stopping.clone(), tasks.clone())?;
+    // ANCHOR: serve_tcp
     // Terminal clients, if asked for: accepted until this function returns, however it returns.
     let done = CancellationToken::new();
     let _done_on_return = done.clone().drop_guard();
@@ -281,6 +282,7 @@ async fn serve_with_broker_task(
         println!("tcp listening on {}", listener.local_addr()?);
         tasks.spawn(tcp::accept(listener, state.clone(), done.clone()));
     }
+    // ANCHOR_END: serve_tcp
     let app = router(state);
     let outcome = accept(listener, app, header_timeout, &tasks, shutdown, broker).await;
     done.cancel();
