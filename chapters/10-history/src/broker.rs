@@ -100,6 +100,7 @@ pub enum Event {
     /// A client is being cut off by the write or the idle timeout: it leaves now, and is counted
     /// once however many timeouts caught it (its own Leave follows, and changes nothing).
     TimedOut { id: ConnId },
+    // ANCHOR: history_event
     /// The storage task's answer to request `ticket` for `to` (see `broker/history.rs`): the
     /// messages, oldest first, or what to tell the client instead.
     History {
@@ -107,6 +108,7 @@ pub enum Event {
         ticket: u64,
         answer: Result<Vec<ChatMessage>, String>,
     },
+    // ANCHOR_END: history_event
 }
 
 /// The broker's counts, as `GET /stats` shows them.
@@ -417,7 +419,6 @@ impl Broker {
         members
     }
 
-    // ANCHOR: send
     /// Offers a message to each of `to`, then removes the clients that turned out to be gone.
     fn send(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) {
         for (gone, reason) in self.deliver(to, message, now) {
@@ -435,7 +436,6 @@ impl Broker {
         let others = self.room_mates(id);
         self.send(&others, Outgoing::Chat(&ChatMessage::now(body)), now);
     }
-    // ANCHOR_END: send
 
     // ANCHOR: deliver
     /// Offers `message` to each of `to`, without waiting for any, and returns those that are

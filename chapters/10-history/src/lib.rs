@@ -235,6 +235,7 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+// ANCHOR: serve
 /// Serves on `listener` until `shutdown` resolves, then closes every connection with Close 1001
 /// and returns once they are closed (or after [`SHUTDOWN_GRACE`]).
 ///
@@ -271,6 +272,7 @@ pub async fn serve(
     }
     outcome
 }
+// ANCHOR_END: serve
 
 /// [`serve`], with a broker task that the caller started. It is the seam through which a test
 /// makes the broker end (it aborts the task). Only tests and `serve` call it, and `serve` always
@@ -446,6 +448,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     }
 }
 
+// ANCHOR: take_place
 /// A connected client's places: one among `--max-connections` (⑧) and one among its address's
 /// `--max-connections-per-ip` (⑱). Both are given back when it is dropped, with the connection,
 /// however that ends.
@@ -507,6 +510,7 @@ pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result
         _ip: ip_place,
     })
 }
+// ANCHOR_END: take_place
 
 impl AppState {
     /// ⑰ A fresh token bucket for one client, or `None` with `--rate-limit off`.
@@ -544,6 +548,7 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // ANCHOR: upgrade_checks
     // ⑲ First, as it costs nothing and takes nothing: a foreign page gets no place at all.
     let origin = headers.get(header::ORIGIN).map(|value| value.as_bytes());
     let host = headers.get(header::HOST).map(|value| value.as_bytes());
@@ -562,6 +567,7 @@ async fn upgrade(
             return (status, full.reason()).into_response();
         }
     };
+    // ANCHOR_END: upgrade_checks
     let id = ConnId::next();
     let span = trace::connection_span(id, Wire::WebSocket, peer);
     let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);

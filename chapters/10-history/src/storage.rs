@@ -85,6 +85,7 @@ const BATCH_LIMIT: usize = 512;
 pub const UNAVAILABLE: &str =
     "history is unavailable right now (the server cannot use its database); chat goes on";
 
+// ANCHOR: jobs
 /// One message to keep, with the broker's number for it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -110,6 +111,7 @@ pub enum Job {
     Write(Record),
     Read(Read),
 }
+// ANCHOR_END: jobs
 
 /// What the storage task counts, for whoever reports on it (`/stats`, `/metrics`): atomics,
 /// which the task bumps and the others read, without a word between them.
@@ -220,6 +222,7 @@ async fn connect(path: &Path) -> Result<Db, sqlx::Error> {
     Ok(Db { pool, file })
 }
 
+// ANCHOR: spawn
 /// Starts the storage task with room for `capacity` jobs. Answers go to the broker through
 /// `events`, a weak sender: the storage task must not keep the broker alive (the broker ends
 /// when its last connection does, ②), and the task ends when the broker drops the returned
@@ -274,6 +277,7 @@ pub async fn run(
         db.pool.close().await;
     }
 }
+// ANCHOR_END: spawn
 
 impl Storage {
     /// What this storage counts (shared: it keeps counting once the task owns the storage).
@@ -281,6 +285,7 @@ impl Storage {
         Arc::clone(&self.counts)
     }
 
+    // ANCHOR: write
     /// Writes `records` in one transaction; on failure they are lost, and counted.
     pub async fn write(&mut self, records: &[Record]) {
         if records.is_empty() {
@@ -304,6 +309,7 @@ impl Storage {
             }
         }
     }
+    // ANCHOR_END: write
 
     /// The last `read.limit` messages of `read.room` numbered `read.upto` or less, oldest first,
     /// marked as history; or the text that tells the client the history is unavailable.
@@ -324,6 +330,7 @@ impl Storage {
         }
     }
 
+    // ANCHOR: prune
     /// Cuts the scopes that `records` wrote to down to their last `--history-keep` messages: each
     /// scope once a tenth of `keep` messages has been written to it since its last cut (every time
     /// when `keep` is under 10). A cut is a query of its own; this makes it one per thousand
@@ -368,7 +375,9 @@ impl Storage {
             }
         }
     }
+    // ANCHOR_END: prune
 
+    // ANCHOR: failures
     /// The pool, if the database can be used: still the same file, or reopened once
     /// [`RETRY`] has passed since the last try.
     async fn usable(&mut self) -> Option<SqlitePool> {
@@ -431,6 +440,7 @@ impl Storage {
             );
         }
     }
+    // ANCHOR_END: failures
 }
 
 /// How many rows one INSERT statement carries. Each statement is a round trip to the thread
@@ -439,6 +449,7 @@ impl Storage {
 /// 32766 values per statement.)
 const ROWS_PER_INSERT: usize = 100;
 
+// ANCHOR: insert
 /// Inserts `records` in one transaction: all of them, or none.
 async fn insert(pool: &SqlitePool, records: &[Record]) -> Result<(), sqlx::Error> {
     let rows: Vec<InsertRow> = records.iter().filter_map(InsertRow::new).collect();
@@ -464,6 +475,7 @@ async fn insert(pool: &SqlitePool, records: &[Record]) -> Result<(), sqlx::Error
     }
     tx.commit().await
 }
+// ANCHOR_END: insert
 
 /// One row of `messages`, as `insert` writes it.
 struct InsertRow {

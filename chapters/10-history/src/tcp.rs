@@ -50,7 +50,6 @@ use crate::{
 /// The default `--max-line-bytes`: a long paragraph typed or pasted into a terminal.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 10;
 
-// ANCHOR: lines
 /// What a terminal sent: a line, or a reason the bytes up to the next newline were skipped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -94,9 +93,7 @@ impl Decoder for Lines {
         Lines::convert(self.0.decode_eof(buf))
     }
 }
-// ANCHOR_END: lines
 
-// ANCHOR: accept
 /// Accepts terminal clients on `listener` until `done` is cancelled (`serve` is returning).
 pub(crate) async fn accept(listener: TcpListener, state: AppState, done: CancellationToken) {
     loop {
@@ -148,9 +145,7 @@ async fn welcome(mut socket: TcpStream, peer: SocketAddr, state: AppState) {
         .instrument(span)
         .await;
 }
-// ANCHOR_END: accept
 
-// ANCHOR: connection
 /// One terminal client: joined to the broker as [`Wire::Lines`], read line by line here, written
 /// to by its own task, until one side is done or the server shuts down.
 async fn connection(
@@ -273,9 +268,7 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<Str
     }
     None
 }
-// ANCHOR_END: connection
 
-// ANCHOR: write
 /// Writes each queued message as a line, a batch per flush, until the broker lets go of the
 /// queue, a Close comes through it (`/quit`), or `stop` says the last line to write. A write that
 /// takes longer than `write_timeout` cancels `stuck`.
@@ -343,7 +336,6 @@ async fn write_batch(
     }
     writer.flush().await
 }
-// ANCHOR_END: write
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -75,6 +75,7 @@ impl History {
     }
 }
 
+// ANCHOR: pending
 /// A client waiting for its history: what was held for it meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
@@ -103,6 +104,7 @@ impl Pending {
         true
     }
 }
+// ANCHOR_END: pending
 
 impl Broker {
     /// This broker keeps history through `history`.
@@ -111,6 +113,7 @@ impl Broker {
         self
     }
 
+    // ANCHOR: record
     /// Numbers `message`, something a client said, and hands it to the storage task. Never
     /// waits: when the storage queue is full, the message is not kept, and that is counted.
     pub(super) fn record(&mut self, message: &ChatMessage) {
@@ -138,6 +141,7 @@ impl Broker {
             }
         }
     }
+    // ANCHOR_END: record
 
     // ANCHOR: request_history
     /// Asks the storage task for the last messages of `id`'s room: `count` of them if the

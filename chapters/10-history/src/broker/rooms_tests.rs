@@ -447,7 +447,6 @@ fn every_recipient_shares_one_payload() {
     );
 }
 
-// ANCHOR: model
 // The model-based test. proptest makes up sequences of steps, plays them on a real `Broker`, and
 // checks it against a model of who is where, called what. Every message said carries a number;
 // the model notes who should get it, when it is said. The promises checked:
@@ -658,4 +657,3 @@ proptest! {
         run_steps(steps);
     }
 }
-// ANCHOR_END: model
