@@ -40,6 +40,7 @@ pub mod faults;
 pub mod heartbeat;
 pub mod history;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod origin;
 pub mod private;

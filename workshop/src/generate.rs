@@ -46,6 +46,10 @@ pub struct Exercise {
     pub solution: Vec<File>,
     /// The suites the chapter's `tests/stage.rs` runs, e.g. `stage_tests::echo::SCENARIOS`.
     pub suites: Vec<String>,
+    /// What else its target sets, and the helpers that needs, renamed for the exercise (see
+    /// [`rust::StageTest`]): the starter test starts its servers the same way.
+    pub target_fields: Vec<String>,
+    pub helpers: Vec<String>,
 }
 
 impl Exercise {
@@ -337,7 +341,11 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
 
     let stage_path = chapter_dir.join("tests/stage.rs");
     let stage = chapter::read(&stage_path)?;
-    let suites = rust::stage_suites(&stage, chapter)
+    let rust::StageTest {
+        suites,
+        fields,
+        helpers,
+    } = rust::stage_test(&stage, chapter)
         .map_err(|err| err.at(&chapter.chapter_dir().join("tests/stage.rs")))?;
     check_goal_tests(root, chapter, &hints, &suites)?;
 
@@ -348,6 +356,8 @@ pub fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
         starter,
         solution,
         suites,
+        target_fields: fields.iter().map(|field| rename(field, chapter)).collect(),
+        helpers: helpers.iter().map(|item| rename(item, chapter)).collect(),
     })
 }
 
@@ -522,22 +532,48 @@ pub fn starters_test(exercises: &[Exercise]) -> String {
         for suite in &exercise.suites {
             suites.push_str(&format!("                {suite},\n"));
         }
+        let krate = chapter.exercise_crate();
+        let package = chapter.exercise_package();
+        let target = format!("stage_tests::target!({krate}, \"{package}\", library_only)");
+        let test = |target: &str| {
+            format!(
+                "#[test]\n\
+                 fn {krate}_starter_fails() {{\n    \
+                 assert_fails(\n        \
+                 \"{slug}\",\n        \
+                 stage_tests::check(\n            \
+                 {target},\n            \
+                 &[\n{suites}            ],\n            \
+                 true,\n        \
+                 ),\n    \
+                 );\n\
+                 }}\n",
+                slug = chapter.slug,
+            )
+        };
+        if exercise.target_fields.is_empty() {
+            text.push_str(&format!(
+                "\n/// Exercise {slug}: the starter compiles and fails its stage suites.\n{}",
+                test(&target),
+                slug = chapter.slug,
+            ));
+            continue;
+        }
+        // A target of its own (chapter 10's `base_flags`): its fields, and the helpers they name,
+        // in a module of the exercise's own, so that two chapters' helpers cannot clash.
+        let fields: String = exercise
+            .target_fields
+            .iter()
+            .map(|field| format!("{field}, "))
+            .collect();
+        let target = format!("stage_tests::Target {{ {fields}..{target} }}");
         text.push_str(&format!(
-            "\n/// Exercise {slug}: the starter compiles and fails its stage suites.\n\
-             #[test]\n\
-             fn {krate}_starter_fails() {{\n    \
-             assert_fails(\n        \
-             \"{slug}\",\n        \
-             stage_tests::check(\n            \
-             stage_tests::target!({krate}, \"{package}\", library_only),\n            \
-             &[\n{suites}            ],\n            \
-             true,\n        \
-             ),\n    \
-             );\n\
-             }}\n",
+            "\n/// Exercise {slug}: the starter compiles and fails its stage suites, its servers \
+             started\n/// as its chapter's `tests/stage.rs` starts them, with the helpers copied \
+             from there.\nmod {krate}_starter {{\n    use super::assert_fails;\n\n{helpers}\n\n{test}}}\n",
             slug = chapter.slug,
-            krate = chapter.exercise_crate(),
-            package = chapter.exercise_package(),
+            helpers = exercise.helpers.join("\n\n"),
+            test = test(&target),
         ));
     }
     text
@@ -574,7 +610,8 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     }
     files.push(File {
         path: PathBuf::from("workshop/tests/starters.rs"),
-        contents: starters_test(&exercises),
+        contents: rustfmt(root, &starters_test(&exercises))
+            .map_err(|err| format!("workshop/tests/starters.rs: {err}"))?,
     });
     files.push(File {
         path: PathBuf::from(index::PATH),

@@ -51,9 +51,31 @@ fn path_text(path: &syn::Path) -> String {
         .join("::")
 }
 
+/// What a chapter's `tests/stage.rs` runs, as the starter test needs to run it again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StageTest {
+    /// The suites it hands to `stage_tests::run`, e.g. `stage_tests::echo::SCENARIOS`.
+    pub suites: Vec<String>,
+    /// The fields its target sets beyond `target!`'s, as written: chapter 10's
+    /// `stage_tests::Target { base_flags: Some(base_flags), ..stage_tests::target!(..) }` gives
+    /// `base_flags: Some(base_flags)`. Empty for a plain `stage_tests::target!(..)`.
+    pub fields: Vec<String>,
+    /// The file's items but `main`, as written, doc comments included (the `use`s and the
+    /// functions those fields name), for the starter test to carry along. Empty without fields.
+    pub helpers: Vec<String>,
+}
+
 /// The suites a chapter's `tests/stage.rs` hands to `stage_tests::run`, which must be called as
 /// `stage_tests::run(stage_tests::target!(chNN_name, "chNN-name"), &[suite, …])`.
 pub fn stage_suites(text: &str, chapter: &Chapter) -> Result<Vec<String>, LineError> {
+    stage_test(text, chapter).map(|stage| stage.suites)
+}
+
+/// What a chapter's `tests/stage.rs` runs. It must call
+/// `stage_tests::run(TARGET, &[suite, …])`, where `TARGET` is `stage_tests::target!(chNN_name,
+/// "chNN-name")` or a `stage_tests::Target { field: value, …, ..stage_tests::target!(…) }` that
+/// sets some fields itself (chapter 10's `base_flags`).
+pub fn stage_test(text: &str, chapter: &Chapter) -> Result<StageTest, LineError> {
     /// The first call of `stage_tests::run` anywhere in the file.
     struct FindRun<'ast>(Option<&'ast syn::ExprCall>);
     impl<'ast> Visit<'ast> for FindRun<'ast> {
@@ -82,10 +104,33 @@ pub fn stage_suites(text: &str, chapter: &Chapter) -> Result<Vec<String>, LineEr
         message: "expected `stage_tests::run(stage_tests::target!(..), &[suites])`".to_string(),
     };
     let mut args = call.args.iter();
-    let (Some(Expr::Macro(target)), Some(Expr::Reference(suites)), None) =
+    let (Some(target), Some(Expr::Reference(suites)), None) =
         (args.next(), args.next(), args.next())
     else {
         return Err(shape());
+    };
+    // A target of its own: `stage_tests::Target { fields, ..stage_tests::target!(..) }`.
+    let (target, fields) = match target {
+        Expr::Macro(target) => (target, Vec::new()),
+        Expr::Struct(own)
+            if path_text(&own.path) == "stage_tests::Target"
+                && let Some(Expr::Macro(target)) = own.rest.as_deref() =>
+        {
+            let fields = own
+                .fields
+                .iter()
+                .map(|field| source_of(text, field.span()))
+                .collect();
+            (target, fields)
+        }
+        _ => {
+            return Err(LineError {
+                line,
+                message: "expected the target `stage_tests::target!(..)`, or \
+                          `stage_tests::Target { field: value, ..stage_tests::target!(..) }`"
+                    .to_string(),
+            });
+        }
     };
     let expected = format!(
         "stage_tests::target!({}, \"{}\")",
@@ -131,7 +176,39 @@ pub fn stage_suites(text: &str, chapter: &Chapter) -> Result<Vec<String>, LineEr
             message: "the stage test runs no suite".to_string(),
         });
     }
-    Ok(names)
+    let helpers = if fields.is_empty() {
+        Vec::new()
+    } else {
+        file.items
+            .iter()
+            .filter(|item| !matches!(item, Item::Fn(function) if function.sig.ident == "main"))
+            .map(|item| source_of(text, item.span()))
+            .collect()
+    };
+    Ok(StageTest {
+        suites: names,
+        fields,
+        helpers,
+    })
+}
+
+/// The text of `text` that `span` covers, as written (comments and layout kept).
+fn source_of(text: &str, span: proc_macro2::Span) -> String {
+    let offset = |at: proc_macro2::LineColumn| {
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(at.line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let line = text.get(line_start..).unwrap_or_default();
+        line_start
+            + line
+                .char_indices()
+                .nth(at.column)
+                .map_or(line.len(), |(index, _)| index)
+    };
+    let (start, end) = (offset(span.start()), offset(span.end()));
+    text.get(start..end).unwrap_or_default().to_string()
 }
 
 /// The names in a `scenarios![a, @binary b, …]` list.
@@ -355,6 +432,40 @@ mod tests {
                 "stage_tests::echo::SCENARIOS".to_string()
             ])
         );
+    }
+
+    /// A target of the stage test's own (chapter 10's: a temporary database per server) gives
+    /// its fields and the items the starter test needs to set them, as written; `main` stays.
+    #[test]
+    fn a_target_of_its_own_brings_its_fields_and_helpers() {
+        let stage = "use std::path::Path;\n\n/// The flags.\nfn base_flags(dir: &Path) -> \
+                     Vec<String> {\n    // Why: a comment.\n    vec![dir.display().to_string()]\n}\n\n\
+                     fn main() -> std::process::ExitCode {\n    stage_tests::run(\n        \
+                     stage_tests::Target {\n            base_flags: Some(base_flags),\n            \
+                     ..stage_tests::target!(ch01_echo, \"ch01-echo\")\n        },\n        \
+                     &[stage_tests::echo::SCENARIOS],\n    )\n}\n";
+        let found = stage_test(stage, &echo()).expect("a target of its own is a stage test");
+        assert_eq!(found.suites, ["stage_tests::echo::SCENARIOS"]);
+        assert_eq!(found.fields, ["base_flags: Some(base_flags)"]);
+        assert_eq!(
+            found.helpers,
+            [
+                "use std::path::Path;",
+                "/// The flags.\nfn base_flags(dir: &Path) -> Vec<String> {\n    // Why: a \
+                 comment.\n    vec![dir.display().to_string()]\n}"
+            ]
+        );
+        let plain = "fn main() { stage_tests::run(stage_tests::target!(ch01_echo, \"ch01-echo\"), \
+                     &[stage_tests::echo::SCENARIOS]) }";
+        let found = stage_test(plain, &echo()).expect("a plain target");
+        assert!(
+            found.fields.is_empty() && found.helpers.is_empty(),
+            "{found:?}"
+        );
+        let other = "fn main() { stage_tests::run(Other { ..stage_tests::target!(ch01_echo, \
+                     \"ch01-echo\") }, &[a]) }";
+        let error = stage_test(other, &echo()).expect_err("not stage_tests::Target");
+        assert!(error.message.contains("stage_tests::Target {"), "{error:?}");
     }
 
     /// A stage test of another shape, or for another crate, is an error the author can act on,

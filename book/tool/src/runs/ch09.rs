@@ -19,14 +19,14 @@ pub const RUNS: &[Run] = &[Run {
 
 /// A line client, as `nc` is (the stage tests' [`LineClient`]), whose typing and reading are noted
 /// in the script in the order the run waits for them, so the transcript reads the same every run.
-struct Terminal {
-    name: &'static str,
-    client: LineClient,
-    script: Script,
+pub(super) struct Terminal {
+    pub(super) name: &'static str,
+    pub(super) client: LineClient,
+    pub(super) script: Script,
 }
 
 impl Terminal {
-    async fn connect(script: &Script, addr: SocketAddr, name: &'static str) -> Terminal {
+    pub(super) async fn connect(script: &Script, addr: SocketAddr, name: &'static str) -> Terminal {
         Terminal {
             name,
             client: LineClient::connect(addr, name).await,
@@ -35,14 +35,14 @@ impl Terminal {
     }
 
     /// Types `line` and Enter.
-    async fn send(&mut self, line: &str) {
+    pub(super) async fn send(&mut self, line: &str) {
         self.script.note(format!("{}> {line}", self.name));
         self.client.send(line).await;
     }
 
     /// Reads lines up to the first that contains `wanted`, noting each: what a person at this
     /// terminal sees until that line appears.
-    async fn read(&mut self, wanted: &str) {
+    pub(super) async fn read(&mut self, wanted: &str) {
         loop {
             let line = self.client.next().await;
             self.script.note(format!("{}< {line}", self.name));

@@ -110,6 +110,36 @@ impl Ctx {
         flags: &[&str],
         rust_log: &str,
     ) -> Result<Server> {
+        self.start_in(&self.workspace, bin, flags, rust_log).await
+    }
+
+    /// A directory of this run's own for the files its servers keep (chapter 10's database),
+    /// `target/book-runs/NAME-MODE`, emptied first: every run starts from nothing, and a shape
+    /// check never shares a file with a recording.
+    pub fn scratch(&self) -> Result<PathBuf> {
+        let mode = self.pick("record", "shape");
+        let dir = self
+            .target_dir
+            .join("book-runs")
+            .join(format!("{}-{mode}", self.run));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot empty {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Starts `bin` in the directory `dir` (a path among the flags is relative to it, as in a
+    /// reader's shell), with `flags` and `RUST_LOG=rust_log`, and waits for its `listening on`
+    /// line.
+    pub async fn start_in(
+        &self,
+        dir: &Path,
+        bin: &Path,
+        flags: &[&str],
+        rust_log: &str,
+    ) -> Result<Server> {
         let mut command = Command::new(bin);
         command
             .args(self.addr_flags())
@@ -118,7 +148,7 @@ impl Ctx {
             .env("NO_COLOR", "1")
             // As a reader's shell would have it: a panic prints its message, not a backtrace.
             .env_remove("RUST_BACKTRACE")
-            .current_dir(&self.workspace)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -42,6 +42,7 @@ mod ch06;
 mod ch07;
 mod ch08;
 mod ch09;
+mod ch10;
 pub mod harness;
 pub mod shape;
 
@@ -136,6 +137,7 @@ pub fn all() -> Vec<&'static Run> {
         ch07::RUNS,
         ch08::RUNS,
         ch09::RUNS,
+        ch10::RUNS,
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,61 @@
+// Fan-out workshop, exercise 10-history: generated from chapters/10-history by `cargo workshop generate`.
+//
+// Do not edit: these are the chapter's stage tests, only renamed for this crate. Run them
+// with `cargo workshop check 10` (or `cargo test -p ex10-history --no-fail-fast`).
+
+//! The stage tests for chapter 10, run against this crate's server: every suite of the chapters
+//! before (through the chat wire, which `target!` picks for chapter 09 on: see
+//! `stage_tests::Wire`), the chat's own, and the history's.
+//! The scenarios live in the `stage-tests` crate so the workshop runs the very same ones.
+//!
+//! Every server a scenario starts gets its own database, in a temporary directory that lives as
+//! long as the server (`Target::base_flags`): the suites of 04–09 run with history on, and no
+//! two servers share a file. They also run with the rate limit and the per-IP limit off: they send
+//! bursts of hundreds of messages and connect dozens of clients from 127.0.0.1, which is what
+//! those limits are for. This chapter's own suites (`ratelimit`, `origin`) set the limits again.
+//! A scenario's own flags come after these, and win.
+
+use std::path::Path;
+
+/// The flags every test server of this chapter starts with.
+fn base_flags(dir: &Path) -> Vec<String> {
+    let db = dir.join("history.db").display().to_string();
+    [
+        "--db",
+        &db,
+        "--rate-limit",
+        "off",
+        "--max-connections-per-ip",
+        "off",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn main() -> std::process::ExitCode {
+    stage_tests::run(
+        stage_tests::Target {
+            base_flags: Some(base_flags),
+            ..stage_tests::target!(ex10_history, "ex10-history")
+        },
+        &[
+            stage_tests::contract::SCENARIOS,
+            stage_tests::heartbeat::SCENARIOS,
+            stage_tests::broadcast::SCENARIOS,
+            stage_tests::bounded::SCENARIOS,
+            stage_tests::shutdown::SCENARIOS,
+            stage_tests::stats::SCENARIOS,
+            stage_tests::limits::SCENARIOS,
+            stage_tests::timeouts::SCENARIOS,
+            stage_tests::throughput::SCENARIOS,
+            stage_tests::names::SCENARIOS,
+            stage_tests::rooms::SCENARIOS,
+            stage_tests::private::SCENARIOS,
+            stage_tests::commands::SCENARIOS,
+            stage_tests::tcp::SCENARIOS,
+            stage_tests::history::SCENARIOS,
+            stage_tests::ratelimit::SCENARIOS,
+            stage_tests::origin::SCENARIOS,
+        ],
+    )
+}
