@@ -43,6 +43,7 @@ mod ch07;
 mod ch08;
 mod ch09;
 mod ch10;
+mod ch11;
 pub mod harness;
 pub mod shape;
 
@@ -138,6 +139,7 @@ pub fn all() -> Vec<&'static Run> {
         ch08::RUNS,
         ch09::RUNS,
         ch10::RUNS,
+        ch11::RUNS,
     ]
     .into_iter()
     .flatten()
