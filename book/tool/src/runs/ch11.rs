@@ -5,7 +5,7 @@
 //! directory of its own, nothing saved to disk), so a run never meets another's data, and the
 //! outage is a real process killed and started again.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use stage_tests::{QUIET, redis::RedisServer};
@@ -125,6 +125,16 @@ async fn named(script: &Script, tcp: SocketAddr, name: &'static str) -> Terminal
     terminal
 }
 
+/// How long a run lets one server's news reach the other before a client there acts on it. The
+/// news travels through Redis in about a millisecond, but nothing the other server's clients can
+/// read says it has arrived: a newcomer's welcome lists whoever its server knows of by then.
+const ACROSS: Duration = Duration::from_millis(200);
+
+/// Gives the news of one server the time to reach the other (see [`ACROSS`]).
+async fn across() {
+    tokio::time::sleep(ACROSS).await;
+}
+
 /// Nothing arrives at `terminal` for a moment: noted as what the person there sees.
 async fn quiet(terminal: &mut Terminal, what: &str) -> Result<()> {
     if let Some(line) = terminal.client.next_within(QUIET).await {
@@ -150,6 +160,7 @@ async fn two_servers(ctx: Ctx) -> Result<Transcript> {
 
     let script = Script::default();
     let mut ann = named(&script, a.tcp, "ann").await;
+    across().await;
     let mut bob = Terminal::connect(&script, b.tcp, "bob").await;
     bob.read("in lobby:").await;
     ann.read("joined lobby").await;
@@ -166,6 +177,7 @@ async fn two_servers(ctx: Ctx) -> Result<Transcript> {
     tom.read("in lobby:").await;
     tom.send("/nick Ann").await;
     tom.read("! ").await;
+    ann.read("joined lobby").await;
     ann.send("/join games").await;
     ann.read("in games:").await;
     bob.send("/msg ann a word across servers").await;
@@ -203,6 +215,7 @@ async fn outage(ctx: Ctx) -> Result<Transcript> {
     let mut ann = named(&script, a.tcp, "ann").await;
     let mut carl = named(&script, a.tcp, "carl").await;
     ann.read("is now carl").await;
+    across().await;
     let mut bob = named(&script, b.tcp, "bob").await;
     ann.read("is now bob").await;
     carl.read("is now bob").await;
@@ -239,6 +252,11 @@ async fn outage(ctx: Ctx) -> Result<Transcript> {
     bob.send("back together").await;
     ann.read("back together").await;
     carl.read("back together").await;
+    // ann's answer leaves her server after its roster (sent when bob's server said `Hello`), so
+    // by the time bob reads it, his server knows who is over there again.
+    ann.send("welcome back").await;
+    bob.read("welcome back").await;
+    carl.read("welcome back").await;
     bob.send("/who").await;
     bob.read("in lobby:").await;
     out.section("together", back.lines());
