@@ -174,9 +174,7 @@ impl Broker {
             return;
         }
         self.apply_rename(from, new, now);
-        // ANCHOR_END: exercise-rename
     }
-    // ANCHOR_END: rename
 
     /// The bridge claimed `new` for `from` in Redis: the rename happens, unless a client of this
     /// server took the name meanwhile (then the claim goes back).
