@@ -408,6 +408,7 @@ impl Bridge {
     /// Tries Redis: subscribes (the first time), then pings. Success brings the bridge up again;
     /// failure doubles the wait before the next try.
     async fn reconnect(&mut self) {
+        // ANCHOR: exercise-reconnect
         let probe = async {
             if !self.subscribed {
                 self.connection.subscribe(CHANNEL).await?;
@@ -438,6 +439,7 @@ impl Bridge {
                 }
             }
         }
+        // ANCHOR_END: exercise-reconnect
     }
     // ANCHOR_END: outage
 

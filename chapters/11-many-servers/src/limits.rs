@@ -113,7 +113,6 @@ impl<C: Clock> RateLimit<C> {
     // ANCHOR: check
     /// Takes a token for one message, and says what to do with it.
     pub fn check(&mut self) -> Verdict {
-        // ANCHOR: exercise-rate
         if self.bucket.check().is_ok() {
             return Verdict::Pass;
         }
@@ -134,7 +133,6 @@ impl<C: Clock> RateLimit<C> {
                 Verdict::Drop { warn: true }
             }
         }
-        // ANCHOR_END: exercise-rate
     }
     // ANCHOR_END: check
 

@@ -183,7 +183,6 @@ pub fn check(
     host: Option<&[u8]>,
     allowed: &[Origin],
 ) -> Result<(), Refused> {
-    // ANCHOR: exercise-origin
     let Some(origin) = origin else {
         return Ok(()); // not a browser
     };
@@ -199,7 +198,6 @@ pub fn check(
     } else {
         Err(Refused::NotAllowed(origin))
     }
-    // ANCHOR_END: exercise-origin
 }
 // ANCHOR_END: check
 

@@ -384,6 +384,7 @@ impl Broker {
             members: HashMap::new(),
         });
         peer.heard = now;
+        // ANCHOR: exercise-news
         match envelope.news {
             News::Room { room, message } => {
                 let Ok(room) = Room::parse(&room) else { return };
@@ -441,6 +442,7 @@ impl Broker {
             }
             News::Alive => {}
         }
+        // ANCHOR_END: exercise-news
     }
     // ANCHOR_END: news
 

@@ -207,7 +207,6 @@ impl Broker {
         now: Instant,
     ) {
         self.drop_repeats(to, ticket, &answer);
-        // ANCHOR: exercise-seam
         let Some(client) = self.clients.get_mut(&to) else {
             return; // gone meanwhile
         };
@@ -237,7 +236,6 @@ impl Broker {
         }
         out.extend(after);
         self.pass_on(to, out, now);
-        // ANCHOR_END: exercise-seam
     }
     // ANCHOR_END: answer_history
 
