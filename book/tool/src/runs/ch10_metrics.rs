@@ -132,8 +132,9 @@ pub(super) async fn metrics(ctx: Ctx) -> Result<Transcript> {
     out.section("chat", script.lines());
     out.push(
         "log",
+        // Not the `connected` lines: whether the broker has recorded the name and room in the
+        // span by then is a race between two tasks.
         server.log_matching(&[
-            "client connected",
             "client disconnected",
             "too many clients from one address",
         ]),
@@ -230,12 +231,13 @@ fn load_flags(ctx: &Ctx, url: &str) -> Vec<String> {
 /// one address), loaded by `fanout-load`; `/metrics` is read before, every second during, and
 /// after, and what changed is summed up.
 pub(super) async fn load(ctx: Ctx) -> Result<Transcript> {
-    let (server_bin, load_bin, build) = match ctx.mode {
+    // Release builds for the recording; the debug builds `cargo test` made for the shape check.
+    let (server_bin, load_bin) = match ctx.mode {
         Mode::Record => {
             let dir = ctx.release(&[BIN, "fanout-load"]).await?;
-            (dir.join(BIN), dir.join("fanout-load"), "release")
+            (dir.join(BIN), dir.join("fanout-load"))
         }
-        Mode::Shape => (ctx.bin(BIN).await?, ctx.bin("fanout-load").await?, "debug"),
+        Mode::Shape => (ctx.bin(BIN).await?, ctx.bin("fanout-load").await?),
     };
     let dir = ctx.scratch()?;
     let flags = [
@@ -325,7 +327,8 @@ pub(super) async fn load(ctx: Ctx) -> Result<Transcript> {
         }
     }
     out.section("summary", summary(&before, &after, &report));
-    out.section("machine", vec![ctx.measured_on(build)]);
+    // The recording was measured in release builds; shape mode checks the line, not the figures.
+    out.section("machine", vec![ctx.measured_on("release")]);
     Ok(out)
 }
 
