@@ -24,7 +24,11 @@ impl Scrape {
     async fn take(server: &Server) -> Result<Scrape> {
         let response = stage_tests::http::get(server.addr, "/metrics").await;
         if response.status != 200 {
-            bail!("GET /metrics answered {}: {}", response.status, response.body);
+            bail!(
+                "GET /metrics answered {}: {}",
+                response.status,
+                response.body
+            );
         }
         Ok(Scrape {
             lines: response.body.lines().map(str::to_string).collect(),
@@ -128,16 +132,15 @@ pub(super) async fn metrics(ctx: Ctx) -> Result<Transcript> {
         )),
     }
     tom.send("/quit").await;
-    server.wait_for_log("terminal client disconnected", 1).await?;
+    server
+        .wait_for_log("terminal client disconnected", 1)
+        .await?;
     out.section("chat", script.lines());
     out.push(
         "log",
         // Not the `connected` lines: whether the broker has recorded the name and room in the
         // span by then is a race between two tasks.
-        server.log_matching(&[
-            "client disconnected",
-            "too many clients from one address",
-        ]),
+        server.log_matching(&["client disconnected", "too many clients from one address"]),
         Check::Kinds,
     );
 
@@ -203,10 +206,8 @@ pub(super) async fn metrics(ctx: Ctx) -> Result<Transcript> {
 /// The generator's load: s1's shape (a tenth of the clients send as fast as their window allows,
 /// 64-byte messages), full size in record mode, small and short in shape mode.
 fn load_flags(ctx: &Ctx, url: &str) -> Vec<String> {
-    let (clients, senders, duration, drain) = ctx.pick(
-        ("100", "10", "10s", "2s"),
-        ("10", "2", "1s", "500ms"),
-    );
+    let (clients, senders, duration, drain) =
+        ctx.pick(("100", "10", "10s", "2s"), ("10", "2", "1s", "500ms"));
     [
         "--url",
         url,
