@@ -82,8 +82,12 @@ pub const RETRY: Duration = Duration::from_millis(500);
 /// batches (a batch waits for the disk) is kept whole.
 pub const QUEUE: usize = 4096;
 
-/// The most jobs taken from the queue for one batch (one transaction).
-const BATCH_LIMIT: usize = 512;
+/// The most jobs taken from the queue for one batch (one transaction): all of them. A commit
+/// waits for the disk (two `fsync`s, a few milliseconds), so the further the task has fallen
+/// behind, the more a batch should carry. Measured with the load generator's s1 (about 20,000
+/// messages a second on 2 busy cores), batches of at most 512 left the queue full and lost 2-5 %
+/// of the messages' history; taking everything lost none.
+const BATCH_LIMIT: usize = QUEUE;
 
 /// The text a client reads when the history cannot be read. It says what, not why: the reason
 /// (a path, an SQLite error) is for the server's log, not for every client.
