@@ -245,6 +245,7 @@ mod ex10_history_starter {
                     stage_tests::history::SCENARIOS,
                     stage_tests::ratelimit::SCENARIOS,
                     stage_tests::origin::SCENARIOS,
+                    stage_tests::metrics::SCENARIOS,
                 ],
                 true,
             ),
