@@ -375,8 +375,12 @@ async fn assert_refused_at_startup(bin: &str, db: &Path, reason: &str) {
     let path = db.to_str().unwrap();
     // A held file makes the server wait for SQLite's busy timeout, once per statement it tries:
     // half a second on a quiet machine, several on a loaded one; a hang still fails.
-    let run = run_to_end_within(bin, &["--addr", "127.0.0.1:0", "--db", path], STARTUP_REFUSAL)
-        .await;
+    let run = run_to_end_within(
+        bin,
+        &["--addr", "127.0.0.1:0", "--db", path],
+        STARTUP_REFUSAL,
+    )
+    .await;
     assert_eq!(
         run.status.code(),
         Some(1),
