@@ -28,6 +28,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     each_senders_order_holds_across_servers,
     the_history_is_the_same_on_every_server,
     without_redis_the_servers_keep_their_own_clients_and_find_each_other_again,
+    metrics_show_whether_redis_answers_and_what_could_not_be_published,
     a_name_taken_on_two_servers_while_redis_was_away_stays_with_one,
     a_server_that_shuts_down_lets_its_names_go_at_once,
     servers_started_without_redis_serve_alone_then_find_each_other,
@@ -347,6 +348,72 @@ async fn without_redis_the_servers_keep_their_own_clients_and_find_each_other_ag
     other.send("/nick alice").await;
     let error = other.expect_past_notices("error").await;
     assert!(field(&error, "text").contains("taken"), "{error}");
+}
+
+/// `/metrics` shows the bridge: `fanout_redis_connected` is 1 while Redis answers and 0 while
+/// it does not, `fanout_bridge_peers` counts the other servers heard from, and what could not be
+/// published while Redis was away is counted as `redis_away`, the same number `/stats` calls
+/// `unpublished`.
+async fn metrics_show_whether_redis_answers_and_what_could_not_be_published(target: Target) {
+    let (mut redis, [a, b]) = cluster::<2>(target).await;
+    let scrape = crate::metrics::scrape(a.addr).await;
+    assert_eq!(
+        (
+            scrape.count("fanout_redis_connected", &[]),
+            scrape.count("fanout_bridge_peers", &[]),
+        ),
+        (1, 1),
+        "a server of two sharing a Redis that answers:\n{}",
+        scrape.text
+    );
+    let mut alice = named(&a, "alice").await;
+    let mut bob = named(&b, "bob").await;
+    settled(&mut alice).await;
+    settled(&mut bob).await;
+
+    redis.stop();
+    expect_info(&mut alice, "out of reach").await;
+    alice.send("unheard over there").await;
+    let away = [("reason", "redis_away")];
+    let scrape = crate::wait_until(
+        WAIT,
+        || crate::metrics::scrape(a.addr),
+        |scrape| scrape.count("fanout_bridge_unpublished_total", &away) >= 1,
+    )
+    .await
+    .unwrap_or_else(|scrape| {
+        panic!(
+            "alice's words could not be published: /metrics should count them:\n{}",
+            scrape.text
+        )
+    });
+    assert_eq!(
+        (
+            scrape.count("fanout_redis_connected", &[]),
+            scrape.count("fanout_bridge_peers", &[]),
+        ),
+        (0, 0),
+        "Redis is away, and the other server with it:\n{}",
+        scrape.text
+    );
+    assert_eq!(
+        stat(a.addr, "unpublished").await,
+        crate::metrics::scrape(a.addr)
+            .await
+            .total("fanout_bridge_unpublished_total"),
+        "/stats and /metrics should agree on what could not be published"
+    );
+
+    redis.restart().await;
+    expect_info(&mut alice, "reached again").await;
+    wait_for_peers(a.addr, 1).await;
+    let scrape = crate::metrics::scrape(a.addr).await;
+    assert_eq!(
+        scrape.count("fanout_redis_connected", &[]),
+        1,
+        "Redis is back:\n{}",
+        scrape.text
+    );
 }
 
 /// While Redis is away, a name can be taken on each server (it cannot be checked with the

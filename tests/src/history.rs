@@ -13,7 +13,7 @@ use crate::{
     ServerProcess, Target, TestServer, WAIT,
     chat::{ChatClient, field, kind},
     client::is_history,
-    process::run_to_end,
+    process::run_to_end_within,
     scenarios,
     tcp::LineClient,
 };
@@ -34,6 +34,10 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary absurd_history_flags_are_refused,
     @binary a_terminal_gets_history_as_lines_with_their_time,
 ];
+
+/// The longest a server may take to say that its database cannot be opened (see
+/// `assert_refused_at_startup`).
+const STARTUP_REFUSAL: Duration = Duration::from_secs(20);
 
 /// A server of `target` with `flags` after its base flags.
 async fn start(target: Target, flags: &[&str]) -> TestServer {
@@ -369,7 +373,14 @@ async fn a_restart_keeps_the_history(target: Target) {
 /// message naming the file and containing `reason`, without panicking.
 async fn assert_refused_at_startup(bin: &str, db: &Path, reason: &str) {
     let path = db.to_str().unwrap();
-    let run = run_to_end(bin, &["--addr", "127.0.0.1:0", "--db", path]).await;
+    // A held file makes the server wait for SQLite's busy timeout, once per statement it tries:
+    // half a second on a quiet machine, several on a loaded one; a hang still fails.
+    let run = run_to_end_within(
+        bin,
+        &["--addr", "127.0.0.1:0", "--db", path],
+        STARTUP_REFUSAL,
+    )
+    .await;
     assert_eq!(
         run.status.code(),
         Some(1),

@@ -202,14 +202,20 @@ pub struct Finished {
 
 /// Runs `bin args…` to completion (at most [`WAIT`]), for flags that end the program at once.
 pub async fn run_to_end(bin: &str, args: &[&str]) -> Finished {
+    run_to_end_within(bin, args, WAIT).await
+}
+
+/// Runs `bin args…` to completion, at most `limit`: for a program that has something to wait
+/// for before it ends, such as a database another process holds.
+pub async fn run_to_end_within(bin: &str, args: &[&str], limit: Duration) -> Finished {
     let output = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(WAIT, output)
+    let output = tokio::time::timeout(limit, output)
         .await
-        .unwrap_or_else(|_| panic!("`{bin} {}` did not finish within {WAIT:?}", args.join(" ")))
+        .unwrap_or_else(|_| panic!("`{bin} {}` did not finish within {limit:?}", args.join(" ")))
         .unwrap_or_else(|err| panic!("cannot run {bin}: {err}"));
     Finished {
         status: output.status,

@@ -137,8 +137,8 @@ fn rust_banner(chapter: &Chapter, file: &Path, todos_here: usize, todo_files: &[
 /// imports and helpers unused and the code after them unreachable.
 /// `clippy::todo` is there for chapters that deny it (chapters 06 and 07 deny every way to panic).
 const ALLOW: &str = "\
-// The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
-// stage tests pass, to hear the compiler's warnings about your code again.
+// The allow below keeps the compiler quiet about what the todo!s leave unused. Once the stage
+// tests pass, delete it and these two lines, to hear the compiler's warnings about your code again.
 #![allow(
     clippy::todo,
     dead_code,

@@ -60,6 +60,10 @@ use crate::{
 mod news;
 // The history in Redis Streams: see bridge/history.rs.
 mod history;
+// What the bridge counts, for `/stats` and `/metrics`: see bridge/counts.rs.
+mod counts;
+
+pub use counts::{Counts, Unpublished};
 
 pub use history::UNAVAILABLE;
 
@@ -90,15 +94,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const INBOUND: usize = 4096;
 /// How many messages for other instances may wait for the bridge.
 pub const OUTBOUND: usize = 4096;
-
-/// What the bridge counts, for `/stats`.
-#[derive(Debug, Default)]
-pub struct Counts {
-    /// Messages for other instances that were dropped: Redis was out of reach.
-    pub unpublished: AtomicU64,
-    /// Messages from other instances dropped because the bridge's queue was full.
-    pub missed: AtomicU64,
-}
 
 /// What `serve` gets from [`start`]: the queues into the bridge and what it counts.
 #[derive(Debug)]
@@ -169,7 +164,7 @@ pub async fn start(
             _ => return Ok(()),
         };
         if inbound.try_send(item).is_err() {
-            missed.missed.fetch_add(1, Ordering::Relaxed);
+            missed.unheard.inc();
         }
         Ok(())
     };
@@ -403,6 +398,7 @@ impl Bridge {
         }
         tracing::warn!(%why, "redis is out of reach: serving this server's clients alone");
         self.up = false;
+        self.counts.connected.set(0);
         self.backoff = FIRST_BACKOFF;
         self.retry_at = after(self.backoff);
         self.said_down = true;
@@ -412,6 +408,7 @@ impl Bridge {
     /// Tries Redis: subscribes (the first time), then pings. Success brings the bridge up again;
     /// failure doubles the wait before the next try.
     async fn reconnect(&mut self) {
+        // ANCHOR: exercise-reconnect
         let probe = async {
             if !self.subscribed {
                 self.connection.subscribe(CHANNEL).await?;
@@ -424,6 +421,7 @@ impl Bridge {
             Ok(Ok(_)) => {
                 self.subscribed = true;
                 self.up = true;
+                self.counts.connected.set(1);
                 self.said_down = false;
                 tracing::info!("redis answers: sharing with the other servers again");
                 // Redis may have lost our claims (a restart) or let them expire (a long outage).
@@ -441,6 +439,7 @@ impl Bridge {
                 }
             }
         }
+        // ANCHOR_END: exercise-reconnect
     }
     // ANCHOR_END: outage
 
@@ -504,7 +503,7 @@ impl Bridge {
             Err(_) => false,
         };
         if !sent && !matches!(news, News::Alive) {
-            self.counts.unpublished.fetch_add(1, Ordering::Relaxed);
+            self.counts.unpublished.inc(Unpublished::RedisAway);
         }
     }
     // ANCHOR_END: publish

@@ -13,7 +13,6 @@ use std::fmt;
 
 use crate::names::{NameError, Nick, Room};
 
-// ANCHOR: command
 /// One line from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -46,7 +45,6 @@ pub enum Command {
     /// `/history [N]`: the last messages of my room again (N of them, or as many as `--history`).
     History(Option<usize>),
 }
-// ANCHOR_END: command
 
 /// The commands, as `/help` lists them.
 pub const HELP: &str = "\
@@ -110,11 +108,9 @@ impl fmt::Display for ParseError {
     }
 }
 
-// ANCHOR: parse
 /// Reads one line. Text that does not start with `/` is said as it is, spaces and all; a
 /// command's words may be separated by any whitespace.
 pub fn parse(line: &str) -> Result<Input, ParseError> {
-    // ANCHOR: exercise-parse
     if line.trim().is_empty() {
         return Err(ParseError::Empty);
     }
@@ -175,9 +171,7 @@ pub fn parse(line: &str) -> Result<Input, ParseError> {
         _ => return Err(ParseError::Unknown(name.to_string())),
     };
     Ok(Input::Command(parsed))
-    // ANCHOR_END: exercise-parse
 }
-// ANCHOR_END: parse
 
 /// The one word a command takes.
 fn one_word<'a>(rest: &'a str, usage: &'static str) -> Result<&'a str, ParseError> {

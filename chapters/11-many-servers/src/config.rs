@@ -87,7 +87,6 @@ pub struct Config {
     /// How long a client may take to send the headers of an HTTP request, the WebSocket handshake included.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
-    // ANCHOR: tcp_flags
     /// Also accept plain TCP clients (nc, telnet) on HOST:PORT, one line per message, in the same rooms (off by default; port 0 picks a free port).
     #[arg(long, value_name = "HOST:PORT")]
     pub tcp: Option<String>,
@@ -95,7 +94,6 @@ pub struct Config {
     /// The longest line a TCP client may send, in bytes or with a unit (at most 16MiB); a longer one gets an error line and is skipped.
     #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = message_size)]
     pub max_line_bytes: usize,
-    // ANCHOR_END: tcp_flags
     // ANCHOR: history_flags
     /// The SQLite file that keeps the history (created if need be; its directory must exist).
     #[arg(long, value_name = "PATH", default_value = "fanout-history.db")]

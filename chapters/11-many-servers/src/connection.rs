@@ -10,11 +10,13 @@ use futures_util::{
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     AppState, CLOSE_TIMEOUT, Place,
     broker::{ConnId, Event},
     limits::{self, RateLimit, Verdict},
+    metrics::Disconnect,
     outbox::{Inbox, payload_size},
 };
 
@@ -56,6 +58,20 @@ impl End {
             code,
             reason: reason.into(),
         })
+    }
+
+    /// How `/metrics` counts this ending (`disconnects_total{reason}`). The broker counts the
+    /// first reason it hears: when it let the client go itself (⑪, `/quit`), or the idle or
+    /// write timeout said so first, what the connection says afterwards is not counted again.
+    fn disconnect(&self) -> Disconnect {
+        match self {
+            End::ClientLeft | End::BrokerGone => Disconnect::Closed,
+            End::Refused(frame) if frame.code == close_code::SIZE => Disconnect::TooBig,
+            End::Refused(_) => Disconnect::ProtocolError,
+            End::ShuttingDown => Disconnect::Shutdown,
+            End::Idle | End::Stuck => Disconnect::Timeout,
+            End::Flooding => Disconnect::RateLimited,
+        }
     }
 }
 
@@ -139,7 +155,8 @@ impl Connection {
             _place,
         } = self;
         tracing::info!(%id, "client connected");
-        let writer = tokio::spawn(writer.run());
+        // In this connection's span too, like everything it logs.
+        let writer = tokio::spawn(writer.run().in_current_span());
         let end = tokio::select! {
             end = read(&mut stream, id, &state) => end,
             () = state.stopping.cancelled() => End::ShuttingDown,
@@ -151,6 +168,7 @@ impl Connection {
         };
         let closing = end.goodbye().is_some();
         let timed_out = matches!(end, End::Idle | End::Stuck);
+        let reason = end.disconnect();
         // The writer sends the goodbye, if there is one, and stops. If it has stopped already (its
         // client is gone), nobody hears this, which is fine.
         let _ = finish.send(end);
@@ -168,7 +186,7 @@ impl Connection {
             })
             .await;
         }
-        let _ = state.events.send(Event::Leave { id }).await;
+        let _ = state.events.send(Event::Leave { id, reason }).await;
         // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to. The
         // outbox it hands back closes here, after the broker has had our word.
         let _ = writer.await;
@@ -209,11 +227,13 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
         };
         match message {
             Message::Text(_) | Message::Binary(_) => {
+                // ANCHOR: rate_check
                 match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
                     Verdict::Pass => {}
                     // Dropped. The first drop of a flood is answered with one error message,
                     // through the broker like any other (it owns the client's queue).
                     Verdict::Drop { warn } => {
+                        state.metrics.rate_limited.inc();
                         if let (true, Some(rate)) = (warn, &rate) {
                             tracing::info!(%id, "over --rate-limit: dropping this client's messages");
                             let warning = Event::Refusal {
@@ -231,6 +251,7 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
                         return End::Flooding;
                     }
                 }
+                // ANCHOR_END: rate_check
                 // ① When the broker's queue is full, `send` waits for room, and while it waits we
                 // read nothing more from this socket: TCP pushes back on this one client, and
                 // nothing piles up in our memory. It fails once the broker is gone: nobody would

@@ -8,8 +8,9 @@
 //! each other with `/msg`. A name is claimed in Redis before anyone may take it, so it is unique
 //! across servers; the history moves to a Redis Stream per room, so every server replays the same
 //! one. Redis going away costs only the other servers: each one goes on serving its own clients,
-//! tells them so once, counts what it could not publish (`/stats`: `unpublished`), and finds the
-//! others again when Redis is back. Binary messages stay on their server. Without `--redis`,
+//! tells them so once, counts what it could not publish (`/stats`: `unpublished`; `/metrics`:
+//! `fanout_bridge_unpublished_total`, beside `fanout_redis_connected`), and finds the others
+//! again when Redis is back. Binary messages stay on their server. Without `--redis`,
 //! nothing changes: the server is chapter 10's, SQLite and all.
 //!
 //! What follows is chapter 10's account, which still holds.
@@ -29,6 +30,11 @@
 //! One address holds at most `--max-connections-per-ip` connections, terminals included (⑱, 429
 //! beside the total's 503), and a handshake from a page of another origin gets 403 (⑲,
 //! `--allow-origin`). The broker keeps none of it: the reader and the handshake decide.
+//!
+//! Measured (chapter 10, `metrics.rs`, `trace.rs`): `GET /metrics` shows the counts in the
+//! Prometheus text format (connections by transport, messages, drops, disconnects and refusals
+//! by reason, the broker's queue and latency, the database's writes), read from the same atomics
+//! as `/stats`; and every line a connection logs carries its span: id, name, room, transport.
 //!
 //! What follows is chapter 09's account, which still holds.
 //!
@@ -86,8 +92,8 @@
 //! | ⑰  | reader: over `--rate-limit`         | dropped, one warning per flood; past the grace: Close 1008 (TCP: a line, hung up) |
 //! | ⑱  | `upgrade`, TCP welcome: one address | `--max-connections-per-ip`: 429 (TCP: one line), before any WebSocket |
 //! | ⑲  | `upgrade`: a foreign `Origin`       | 403 with a reason, before any place is taken         |
-//! | ⑳  | broker: the bridge's queue is full  | the other servers miss that news (`/stats`: `unpublished`); the chat here goes on |
-//! | ㉑  | bridge: Redis out of reach          | clients told once; news dropped and counted; names provisional; probes with a backoff |
+//! | ⑳  | broker: the bridge's queue is full  | the other servers miss that news (`unpublished`, `queue_full`); the chat here goes on |
+//! | ㉑  | bridge: Redis out of reach          | clients told once; news dropped and counted (`redis_away`); names provisional; probes with a backoff |
 //! | ㉒  | bridge: the others' news piles up   | what does not fit in the bridge's queue is dropped on arrival (`unheard`) |
 
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
@@ -149,6 +155,7 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
 pub mod bridge;
 pub mod broker;
@@ -157,17 +164,20 @@ pub mod config;
 mod connection;
 pub mod limits;
 pub mod message;
+pub mod metrics;
 pub mod names;
 pub mod origin;
 pub mod outbox;
 pub mod storage;
 pub mod tcp;
+mod trace;
 
 use broker::{ConnId, Event};
 pub use config::Config;
 use connection::Connection;
 use limits::{IpPlace, PerIp, RateLimit};
 use message::Wire;
+use metrics::{Disconnect, Metrics, Refusal};
 
 /// The name the browser page shows in its header.
 pub const CHAPTER: &str = "11-many-servers";
@@ -195,18 +205,21 @@ pub(crate) struct AppState {
     stopping: CancellationToken,
     /// Every connection's task, so `serve` can wait for them to finish.
     tasks: TaskTracker,
+    /// What `/metrics` shows; the broker counts into the same (see `serve`).
+    metrics: Arc<Metrics>,
 }
 
-/// The routes: the browser page at `/`, the WebSocket at `/ws`, the broker's counts at `/stats`.
-/// Connections reach the broker through `events`, close when `stopping` is cancelled and are
-/// tracked by `tasks`. Fails if the flags contradict each other.
+/// The routes: the browser page at `/`, the WebSocket at `/ws`, the broker's counts at `/stats`
+/// and `/metrics`. Connections reach the broker through `events`, close when `stopping` is
+/// cancelled and are tracked by `tasks`. Fails if the flags contradict each other.
 pub fn app(
     config: Config,
     events: mpsc::Sender<Event>,
     stopping: CancellationToken,
     tasks: TaskTracker,
 ) -> io::Result<Router> {
-    Ok(router(state(config, events, stopping, tasks)?))
+    let metrics = Arc::default();
+    Ok(router(state(config, events, stopping, tasks, metrics)?))
 }
 
 /// What [`app`]'s handlers share, and the TCP clients too: they take their places among the
@@ -216,6 +229,7 @@ fn state(
     events: mpsc::Sender<Event>,
     stopping: CancellationToken,
     tasks: TaskTracker,
+    metrics: Arc<Metrics>,
 ) -> io::Result<AppState> {
     let idle_timeout = config.idle_timeout()?;
     config.queue_budget()?;
@@ -229,6 +243,7 @@ fn state(
         per_ip,
         stopping,
         tasks,
+        metrics,
     })
 }
 
@@ -237,9 +252,11 @@ fn router(state: AppState) -> Router {
         .route("/", get(page))
         .route("/ws", get(upgrade))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
 }
 
+// ANCHOR: serve
 /// Serves on `listener` until `shutdown` resolves, then closes every connection with Close 1001
 /// and returns once they are closed (or after [`SHUTDOWN_GRACE`]).
 ///
@@ -253,12 +270,17 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (events, events_rx) = mpsc::channel(config.queue_capacity);
     // ANCHOR: serve_bridge
-    let (broker, storage_task) = match config.redis.clone() {
+    let (broker, metrics, storage_task) = match config.redis.clone() {
         // With `--redis`, the bridge keeps the history (in Redis) and links this server to the
         // others. Redis need not be up: the server starts anyway, and serves its own clients.
         Some(redis) => {
             let (links, bridge_task) =
                 bridge::start(redis, config.history_keep, events.downgrade()).await?;
+            // The bridge's counts are shown too: what could not be published, what was not
+            // heard, whether Redis answers.
+            let metrics = Arc::new(
+                Metrics::new(Arc::clone(&links.history_counts)).with_bridge(&links.counts),
+            );
             let history = broker::History::new(
                 links.jobs.clone(),
                 config.history,
@@ -267,8 +289,9 @@ pub async fn serve(
             );
             let broker = broker::Broker::new(config.write_timeout)
                 .with_cluster(broker::Cluster::new(&links))
-                .with_history(history);
-            (broker, bridge_task)
+                .with_history(history)
+                .with_metrics(Arc::clone(&metrics));
+            (broker, metrics, bridge_task)
         }
         // The history first: a database that cannot be opened (a missing directory, a file
         // that is not a database, one another server holds) stops the server here, with the
@@ -278,14 +301,18 @@ pub async fn serve(
             println!("history in {}", config.db.display());
             let counts = storage.counts();
             let (jobs, storage_task) = storage::spawn(storage, storage::QUEUE, events.downgrade());
+            // One registry per server: what this server counts, nobody else's (see metrics.rs).
+            let metrics = Arc::new(Metrics::new(Arc::clone(&counts)));
             let history = broker::History::new(jobs, config.history, last, counts);
-            let broker = broker::Broker::new(config.write_timeout).with_history(history);
-            (broker, storage_task)
+            let broker = broker::Broker::new(config.write_timeout)
+                .with_history(history)
+                .with_metrics(Arc::clone(&metrics));
+            (broker, metrics, storage_task)
         }
     };
     // ANCHOR_END: serve_bridge
     let broker = tokio::spawn(broker::run_broker(events_rx, broker));
-    let outcome = serve_with_broker_task(listener, config, shutdown, events, broker).await;
+    let outcome = serve_with_broker_task(listener, config, shutdown, events, broker, metrics).await;
     // The connections are closed, so the broker ends, and the storage task writes what it was
     // last handed, then ends too: what was said just before a shutdown is kept.
     if tokio::time::timeout(SHUTDOWN_GRACE, storage_task)
@@ -296,6 +323,7 @@ pub async fn serve(
     }
     outcome
 }
+// ANCHOR_END: serve
 
 /// [`serve`], with a broker task that the caller started. It is the seam through which a test
 /// makes the broker end (it aborts the task). Only tests and `serve` call it, and `serve` always
@@ -306,12 +334,13 @@ async fn serve_with_broker_task(
     shutdown: impl Future<Output = ()> + Send + 'static,
     events: mpsc::Sender<Event>,
     broker: JoinHandle<()>,
+    metrics: Arc<Metrics>,
 ) -> io::Result<()> {
     let stopping = CancellationToken::new();
     let tasks = TaskTracker::new();
     let header_timeout = config.header_timeout;
     let tcp = config.tcp.clone();
-    let state = state(config, events, stopping.clone(), tasks.clone())?;
+    let state = state(config, events, stopping.clone(), tasks.clone(), metrics)?;
     // ANCHOR: serve_tcp
     // Terminal clients, if asked for: accepted until this function returns, however it returns.
     let done = CancellationToken::new();
@@ -470,6 +499,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     }
 }
 
+// ANCHOR: take_place
 /// A connected client's places: one among `--max-connections` (⑧) and one among its address's
 /// `--max-connections-per-ip` (⑱). Both are given back when it is dropped, with the connection,
 /// however that ends.
@@ -505,7 +535,7 @@ impl Full {
 /// ⑧ ⑱ Places for one more client from `ip`, or why there are none. The address's limit is
 /// checked first: a client over its own limit is told so (429), whether the server is full or
 /// not, and one refused for the total gives its address's place back at once (it is dropped).
-/// A refusal for the total is counted by the broker (`/stats`: `refused`).
+/// A refusal for the total is counted by the broker (`/stats`: `refused`), the others here.
 pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result<Place, Full> {
     let ip_place = match &state.per_ip {
         None => None,
@@ -513,6 +543,7 @@ pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result
             Some(place) => Some(place),
             None => {
                 tracing::warn!(%ip, limit = per_ip.limit(), "too many clients from one address: refusing one");
+                state.metrics.refused.inc(Refusal::PerIp);
                 return Err(Full::PerIp(per_ip.limit().get()));
             }
         },
@@ -530,6 +561,7 @@ pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result
         _ip: ip_place,
     })
 }
+// ANCHOR_END: take_place
 
 impl AppState {
     /// ⑰ A fresh token bucket for one client, or `None` with `--rate-limit off`.
@@ -567,11 +599,13 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // ANCHOR: upgrade_checks
     // ⑲ First, as it costs nothing and takes nothing: a foreign page gets no place at all.
     let origin = headers.get(header::ORIGIN).map(|value| value.as_bytes());
     let host = headers.get(header::HOST).map(|value| value.as_bytes());
     if let Err(refused) = origin::check(origin, host, &state.config.allow_origin) {
         tracing::warn!(%peer, ?refused, "refusing a handshake from a foreign page");
+        state.metrics.refused.inc(Refusal::Origin);
         return (StatusCode::FORBIDDEN, refused.reason()).into_response();
     }
     let place = match take_place(&state, peer.ip()).await {
@@ -584,12 +618,15 @@ async fn upgrade(
             return (status, full.reason()).into_response();
         }
     };
+    // ANCHOR_END: upgrade_checks
     let id = ConnId::next();
+    let span = trace::connection_span(id, Wire::WebSocket, peer);
     let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
     let joined = Event::Join {
         id,
         outbox,
         wire: Wire::WebSocket,
+        span: span.clone(),
     };
     if state.events.send(joined).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -607,13 +644,15 @@ async fn upgrade(
         .on_failed_upgrade(move |_| {
             // This callback cannot wait for room in the broker's queue, so a task does the waiting.
             tokio::spawn(async move {
-                let _ = on_failure.send(Event::Leave { id }).await;
+                let reason = Disconnect::Closed;
+                let _ = on_failure.send(Event::Leave { id, reason }).await;
             });
         })
         .on_upgrade(move |socket| {
             // Tracked, so that `serve` can wait for this connection to finish when shutting down.
             let tasks = state.tasks.clone();
-            tasks.track_future(Connection::new(socket, id, outbox_rx, state, place).run())
+            let connection = Connection::new(socket, id, outbox_rx, state, place).run();
+            tasks.track_future(connection.instrument(span))
         })
 }
 
@@ -693,6 +732,7 @@ mod tests {
             std::future::pending(),
             events,
             broker,
+            Arc::default(),
         ));
         // Chat clients: `expect_text` takes a chat message for its text, past the notices.
         let mut alice = Client::connect_on(&url, "alice", Wire::Chat).await;

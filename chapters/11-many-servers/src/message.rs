@@ -113,7 +113,6 @@ impl ChatMessage {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
 
-    // ANCHOR: line
     /// The line a terminal client receives, without its newline. Text that clients wrote is
     /// cleaned of control characters first: a newline in a chat message must not start a line
     /// that looks like it came from the server, nor an escape sequence repaint the terminal.
@@ -151,7 +150,6 @@ impl ChatMessage {
             Body::Error { text } => prefix_lines("! ", &clean(text)),
         }
     }
-    // ANCHOR_END: line
 }
 
 /// `HH:MM` of a time in milliseconds since 1970, in UTC: the server knows no time zone of its
@@ -175,7 +173,6 @@ fn prefix_lines(prefix: &str, text: &str) -> String {
         .join("\n")
 }
 
-// ANCHOR: payloads
 /// How a client receives messages: JSON in WebSocket text frames, or lines on a plain socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -214,7 +211,6 @@ impl<'a> Payloads<'a> {
         Message::Text(text.clone())
     }
 }
-// ANCHOR_END: payloads
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

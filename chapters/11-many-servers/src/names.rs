@@ -12,7 +12,6 @@
 
 use std::fmt;
 
-// ANCHOR: rules
 /// The longest nickname or room name, in characters (all ASCII, so also in bytes).
 pub const MAX_NAME_LEN: usize = 24;
 
@@ -31,7 +30,6 @@ pub const RESERVED_ROOMS: &[&str] = &["private", "server", "system"];
 /// The prefix of the names the server hands out on connect (`guest-7`). Nobody may choose a name
 /// of that form, so a guest name is always free when it is given.
 pub const GUEST_PREFIX: &str = "guest-";
-// ANCHOR_END: rules
 
 /// Why a name was refused. The `Display` text is what the client reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +85,6 @@ fn check_form(text: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-// ANCHOR: nick
 /// A valid nickname, as its owner spelled it (`Alice`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nick(String);
@@ -136,7 +133,6 @@ impl Nick {
         &self.0
     }
 }
-// ANCHOR_END: nick
 
 /// `guest-` followed by groups of digits joined by `-` (`guest-7`, `guest-3-7`), in any case.
 fn is_guest_like(lower: &str) -> bool {
@@ -152,7 +148,6 @@ impl fmt::Display for Nick {
     }
 }
 
-// ANCHOR: room
 /// A valid room name, in lower case: `/join Games` and `/join games` go to the same room, and
 /// since a room has no owner, no one's spelling is more right than another's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,7 +177,6 @@ impl Room {
         &self.0
     }
 }
-// ANCHOR_END: room
 
 impl fmt::Display for Room {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,8 +4,8 @@
 // leave it as it is. `cargo workshop check 04` runs the stage tests,
 // `cargo workshop hint 04` gives a hint, `cargo workshop reset 04` starts over.
 //
-// The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
-// stage tests pass, to hear the compiler's warnings about your code again.
+// The allow below keeps the compiler quiet about what the todo!s leave unused. Once the stage
+// tests pass, delete it and these two lines, to hear the compiler's warnings about your code again.
 #![allow(
     clippy::todo,
     dead_code,

@@ -80,8 +80,8 @@
     clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
-// The allow below keeps the compiler quiet about what the todo!s leave unused. Delete it once the
-// stage tests pass, to hear the compiler's warnings about your code again.
+// The allow below keeps the compiler quiet about what the todo!s leave unused. Once the stage
+// tests pass, delete it and these two lines, to hear the compiler's warnings about your code again.
 #![allow(
     clippy::todo,
     dead_code,

@@ -19,6 +19,8 @@
 //! Since the broker sees every message, it is also the one that can count them. Anyone who wants
 //! the counts asks it with an [`Event::Stats`] that carries a oneshot sender for the answer: the
 //! actor's way of answering a question without sharing its state.
+//! (Since chapter 10 the counts are atomics that `/metrics` reads too, at any moment: see
+//! `metrics.rs`. Counting is still the broker's alone, and costs it an atomic add.)
 //!
 //! Since chapter 10 it also numbers what clients say and hands it to the storage task, and joins
 //! a newcomer's history to the live messages without a gap or a repeat (`broker/history.rs`).
@@ -26,7 +28,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -43,6 +48,7 @@ use tokio::{
 
 use crate::{
     message::{Body, ChatMessage, Payloads, Wire},
+    metrics::{Disconnect, Dropped, Metrics, Refusal},
     names::{Nick, NickKey, Room},
 };
 
@@ -77,14 +83,16 @@ pub use crate::outbox::Outbox;
 /// What connections tell the broker.
 #[derive(Debug)]
 pub enum Event {
-    /// A client connected; messages for it go to `outbox`, rendered for `wire`.
+    /// A client connected; messages for it go to `outbox`, rendered for `wire`. Its name and
+    /// room are recorded in `span`, its connection's span, as they change (see `trace.rs`).
     Join {
         id: ConnId,
         outbox: Outbox,
         wire: Wire,
+        span: tracing::Span,
     },
-    /// A client went away.
-    Leave { id: ConnId },
+    /// A client went away, for `reason` (counted by `/metrics`, unless it was removed already).
+    Leave { id: ConnId, reason: Disconnect },
     /// A client sent `message`: a line of text (something to say, or a command), or binary data
     /// for the other members of its room.
     Message { from: ConnId, message: Message },
@@ -177,6 +185,8 @@ struct Client {
     room: Room,
     /// While its history is on its way: what it would have received meanwhile.
     pending: Option<Pending>,
+    /// Its connection's span, where its name and room are recorded.
+    span: tracing::Span,
 }
 
 /// How long a client's queue may stay full when nobody says otherwise: the default of
@@ -196,8 +206,8 @@ pub struct Broker {
     names: HashMap<NickKey, ConnId>,
     /// The number of the last guest name handed out.
     guests: u64,
-    /// Everything but `connections`, `rooms` and `named`, which the maps know.
-    counts: Stats,
+    /// The counts (everything in `/stats` but what the maps know), shared with `/metrics`.
+    metrics: Arc<Metrics>,
     /// How long a client's queue may stay full before the client is let go.
     stall_limit: Duration,
     /// The storage task and the numbers of what is said; `None` keeps no history.
@@ -226,7 +236,7 @@ impl Broker {
             rooms: BTreeMap::from([(Room::lobby(), BTreeSet::new())]),
             names: HashMap::new(),
             guests: 0,
-            counts: Stats::default(),
+            metrics: Arc::default(),
             stall_limit,
             history: None,
         }
@@ -235,26 +245,48 @@ impl Broker {
     /// Applies one event to the maps. It is not `async`: the broker cannot wait for anybody, so
     /// one slow client can never hold up the others.
     pub fn handle(&mut self, event: Event) {
-        self.handle_at(event, Instant::now());
+        let now = Instant::now();
+        self.handle_at(event, now);
+        // What `/metrics` shows of the broker: atomics, set and bumped without waiting.
+        self.metrics.broker_event.observe(now.elapsed());
+        self.show_rooms();
+    }
+
+    /// This broker counts into `metrics`, which `/metrics` shows (see `serve`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Broker {
+        self.metrics = metrics;
+        self.show_rooms();
+        self
+    }
+
+    /// Sets the rooms' gauge to the rooms there are.
+    fn show_rooms(&self) {
+        let rooms = i64::try_from(self.rooms.len()).unwrap_or(i64::MAX);
+        self.metrics.rooms.set(rooms);
     }
 
     /// [`handle`](Self::handle), at the time `now`: the broker reads the clock only here, so a
     /// test can play any sequence of events at any pace.
     pub fn handle_at(&mut self, event: Event, now: Instant) {
         match event {
-            Event::Join { id, outbox, wire } => self.connect(id, outbox, wire, now),
-            Event::Leave { id } => {
+            Event::Join {
+                id,
+                outbox,
+                wire,
+                span,
+            } => self.connect(id, outbox, wire, span, now),
+            Event::Leave { id, reason } => {
                 // Removing an id that is not there is fine: `remove` just returns `false`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                self.remove(id, now);
+                self.remove(id, reason, now);
             }
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
                 let _ = reply.send(self.stats());
             }
             Event::Message { from, message } => {
-                self.counts.messages_in = self.counts.messages_in.saturating_add(1);
+                self.metrics.messages_in.inc();
                 match &message {
                     Message::Text(line) => self.input(from, line.as_str(), now),
                     // Binary data has no text to parse: it goes to the room as it came.
@@ -266,18 +298,23 @@ impl Broker {
                 }
             }
             Event::Refusal { to, reason } => self.tell(to, Body::Error { text: reason }, now),
-            Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
+            Event::Refused => self.metrics.refused.inc(Refusal::Total),
             Event::TimedOut { id } => {
-                if self.remove(id, now) {
-                    self.counts.timed_out = self.counts.timed_out.saturating_add(1);
-                }
+                self.remove(id, Disconnect::Timeout, now);
             }
             Event::History { to, ticket, answer } => self.answer_history(to, ticket, answer, now),
         }
     }
 
     /// A new client: a guest name, the lobby, and a word to both.
-    fn connect(&mut self, id: ConnId, outbox: Outbox, wire: Wire, now: Instant) {
+    fn connect(
+        &mut self,
+        id: ConnId,
+        outbox: Outbox,
+        wire: Wire,
+        span: tracing::Span,
+        now: Instant,
+    ) {
         let nick = self.next_guest();
         let lobby = Room::lobby();
         self.names.insert(nick.key(), id);
@@ -290,8 +327,14 @@ impl Broker {
             nick: nick.clone(),
             room: lobby.clone(),
             pending: None,
+            span,
         };
+        // Its connection's log lines say who and where it is from now on (see trace.rs).
+        crate::trace::record_name(&client.span, &nick);
+        crate::trace::record_room(&client.span, &lobby);
         self.clients.insert(id, client);
+        self.metrics.accepted.inc(wire);
+        self.metrics.connections.inc(wire);
         self.announce(
             id,
             Body::Joined {
@@ -317,18 +360,20 @@ impl Broker {
         }
     }
 
-    /// Takes `id` out of every map and tells its room it left. Returns whether it was there.
-    /// Telling the room may find more clients to let go (a closed queue, a stall): they are
-    /// removed in turn, from a list rather than by recursion, however many there are.
-    fn remove(&mut self, id: ConnId, now: Instant) -> bool {
-        let mut pending = vec![id];
+    /// Takes `id` out of every map and tells its room it left; counts it as gone for `reason`.
+    /// Returns whether it was there. Telling the room may find more clients to let go (a closed
+    /// queue, a stall): they are removed in turn, from a list rather than by recursion, however
+    /// many there are.
+    fn remove(&mut self, id: ConnId, reason: Disconnect, now: Instant) -> bool {
+        let mut pending = vec![(id, reason)];
         let mut found = false;
-        while let Some(next) = pending.pop() {
+        while let Some((next, reason)) = pending.pop() {
             let Some(gone) = self.clients.remove(&next) else {
                 continue;
             };
             found |= next == id;
-            self.counts.disconnected = self.counts.disconnected.saturating_add(1);
+            self.metrics.disconnects.inc(reason);
+            self.metrics.connections.dec(gone.wire);
             if self.names.get(&gone.nick.key()) == Some(&next) {
                 self.names.remove(&gone.nick.key());
             }
@@ -373,8 +418,8 @@ impl Broker {
 
     /// Offers a message to each of `to`, then removes the clients that turned out to be gone.
     fn send(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) {
-        for gone in self.deliver(to, message, now) {
-            self.remove(gone, now);
+        for (gone, reason) in self.deliver(to, message, now) {
+            self.remove(gone, reason, now);
         }
     }
 
@@ -390,9 +435,14 @@ impl Broker {
     }
 
     /// Offers `message` to each of `to`, without waiting for any, and returns those that are
-    /// gone: their writer has ended, or their queue has been full for the stall limit. Each
-    /// rendering of the message is made once, for the first recipient that needs it.
-    fn deliver(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) -> Vec<ConnId> {
+    /// gone, and why: their writer has ended, or their queue has been full for the stall limit.
+    /// Each rendering of the message is made once, for the first recipient that needs it.
+    fn deliver(
+        &mut self,
+        to: &[ConnId],
+        message: Outgoing<'_>,
+        now: Instant,
+    ) -> Vec<(ConnId, Disconnect)> {
         let (mut payloads, raw, counted) = match message {
             Outgoing::Chat(chat) => (Some(Payloads::new(chat)), None, chat.is_relayed()),
             Outgoing::Raw(raw) => (None, Some(raw), true),
@@ -412,10 +462,10 @@ impl Broker {
             if let Some(pending) = &mut client.pending {
                 if pending.hold(message) {
                     if counted {
-                        self.counts.deliveries = self.counts.deliveries.saturating_add(1);
+                        self.metrics.deliveries.inc();
                     }
                 } else if counted {
-                    self.counts.dropped = self.counts.dropped.saturating_add(1);
+                    self.metrics.dropped.inc(Dropped::HeldFull);
                 }
                 continue;
             }
@@ -424,7 +474,7 @@ impl Broker {
             match client.outbox.try_send(message) {
                 Ok(()) => {
                     if counted {
-                        self.counts.deliveries = self.counts.deliveries.saturating_add(1);
+                        self.metrics.deliveries.inc();
                     }
                     client.full_since = None;
                     if client.missed > 0 {
@@ -441,7 +491,7 @@ impl Broker {
                     }
                     client.missed = client.missed.saturating_add(1);
                     if counted {
-                        self.counts.dropped = self.counts.dropped.saturating_add(1);
+                        self.metrics.dropped.inc(Dropped::QueueFull);
                     }
                     // ⑪ Full for too long: this client has not taken a message for the whole
                     // stall limit, and everything sent meanwhile was lost on it. Letting it go
@@ -449,12 +499,11 @@ impl Broker {
                     let full_since = *client.full_since.get_or_insert(now);
                     if now.saturating_duration_since(full_since) >= self.stall_limit {
                         tracing::warn!(%id, missed = client.missed, "client stopped reading: letting it go");
-                        self.counts.timed_out = self.counts.timed_out.saturating_add(1);
-                        gone.push(*id);
+                        gone.push((*id, Disconnect::Evicted));
                     }
                 }
                 // ④ Closed: the writer has ended, so nobody will ever read this queue.
-                Err(TrySendError::Closed(_)) => gone.push(*id),
+                Err(TrySendError::Closed(_)) => gone.push((*id, Disconnect::Closed)),
             }
         }
         gone
@@ -470,18 +519,28 @@ impl Broker {
         self.clients.is_empty()
     }
 
-    /// The counts as they are now.
+    /// The counts as they are now: from the maps, and from the metrics that `/metrics` shows.
     pub fn stats(&self) -> Stats {
         let named = self.clients.values().filter(|c| !c.nick.is_guest()).count();
         let (history_written, history_failures) =
             self.history.as_ref().map_or((0, 0), History::counts);
+        let metrics = &self.metrics;
+        let disconnects = &metrics.disconnects;
         Stats {
             connections: self.clients.len() as u64,
             rooms: self.rooms.len() as u64,
             named: named as u64,
+            messages_in: metrics.messages_in.get(),
+            deliveries: metrics.deliveries.get(),
+            dropped: metrics.dropped.total(),
+            disconnected: disconnects.total(),
+            refused: metrics.refused.get(Refusal::Total),
+            timed_out: disconnects
+                .get(Disconnect::Timeout)
+                .saturating_add(disconnects.get(Disconnect::Evicted)),
+            history_dropped: metrics.history_dropped.get(),
             history_written,
             history_failures,
-            ..self.counts
         }
     }
 }
@@ -512,7 +571,12 @@ mod tests {
         let id = ConnId::next();
         let (outbox, outbox_rx) = outbox(capacity, BUDGET);
         let wire = Wire::WebSocket;
-        broker.handle(Event::Join { id, outbox, wire });
+        broker.handle(Event::Join {
+            id,
+            outbox,
+            wire,
+            span: tracing::Span::none(),
+        });
         (id, outbox_rx)
     }
 
@@ -587,9 +651,18 @@ mod tests {
     fn removing_an_unknown_id_is_harmless() {
         let mut broker = Broker::default();
         let (alice, _alice_rx) = join(&mut broker);
-        broker.handle(Event::Leave { id: ConnId::next() });
-        broker.handle(Event::Leave { id: alice });
-        broker.handle(Event::Leave { id: alice });
+        broker.handle(Event::Leave {
+            id: ConnId::next(),
+            reason: crate::metrics::Disconnect::Closed,
+        });
+        broker.handle(Event::Leave {
+            id: alice,
+            reason: crate::metrics::Disconnect::Closed,
+        });
+        broker.handle(Event::Leave {
+            id: alice,
+            reason: crate::metrics::Disconnect::Closed,
+        });
         assert!(broker.is_empty(), "only alice was there, and she left");
     }
 
@@ -600,7 +673,10 @@ mod tests {
         let (alice, _alice_rx) = join(&mut broker);
         let (bob, mut bob_rx) = join(&mut broker);
         settle(&mut [&mut bob_rx]);
-        broker.handle(Event::Leave { id: bob });
+        broker.handle(Event::Leave {
+            id: bob,
+            reason: crate::metrics::Disconnect::Closed,
+        });
         say(&mut broker, alice, "anyone?");
         assert_eq!(
             bob_rx.try_recv(),
@@ -684,7 +760,10 @@ mod tests {
             "a closed queue is not a dropped message"
         );
         // Bob's own Leave arrives afterwards, for an id the broker no longer knows.
-        broker.handle(Event::Leave { id: bob });
+        broker.handle(Event::Leave {
+            id: bob,
+            reason: crate::metrics::Disconnect::Closed,
+        });
         assert_eq!(broker.len(), 2);
     }
 
@@ -702,8 +781,14 @@ mod tests {
         drop(carol_rx);
         say(&mut broker, alice, "three"); // carol's writer is gone: removed; bob is still full
         assert_eq!(bob_rx.try_recv().ok(), Some(Message::binary("one")));
-        broker.handle(Event::Leave { id: carol }); // already removed: not counted twice
-        broker.handle(Event::Leave { id: alice });
+        broker.handle(Event::Leave {
+            id: carol,
+            reason: crate::metrics::Disconnect::Closed,
+        }); // already removed: not counted twice
+        broker.handle(Event::Leave {
+            id: alice,
+            reason: crate::metrics::Disconnect::Closed,
+        });
         assert_eq!(
             broker.stats(),
             Stats {
@@ -826,10 +911,43 @@ mod tests {
         // Both timeouts may catch the same client: it is counted once, and its Leave changes
         // nothing.
         broker.handle(Event::TimedOut { id: alice });
-        broker.handle(Event::Leave { id: alice });
+        broker.handle(Event::Leave {
+            id: alice,
+            reason: crate::metrics::Disconnect::Closed,
+        });
         let stats = broker.stats();
         assert_eq!((stats.refused, stats.timed_out), (2, 1));
         assert_eq!((stats.connections, stats.disconnected), (0, 1));
+    }
+
+    /// `/metrics` counts each client's departure once, for the first reason the broker hears,
+    /// and the gauge of each transport follows its clients; `/stats` adds the reasons up.
+    #[test]
+    fn each_departure_is_counted_once_for_its_first_reason() {
+        use crate::metrics::{Disconnect, Metrics};
+        let metrics = Arc::new(Metrics::default());
+        let mut broker = Broker::default().with_metrics(Arc::clone(&metrics));
+        let (alice, _alice_rx) = join(&mut broker);
+        let (bob, _bob_rx) = join(&mut broker);
+        assert_eq!(metrics.connections.get(Wire::WebSocket), 2);
+        broker.handle(Event::Message {
+            from: bob,
+            message: Message::text("/quit"),
+        });
+        for reason in [Disconnect::TooBig, Disconnect::Closed] {
+            broker.handle(Event::Leave { id: alice, reason });
+        }
+        broker.handle(Event::Leave {
+            id: bob,
+            reason: Disconnect::Closed,
+        });
+        let disconnects = &metrics.disconnects;
+        assert_eq!(disconnects.get(Disconnect::Quit), 1);
+        assert_eq!(disconnects.get(Disconnect::TooBig), 1);
+        assert_eq!(disconnects.get(Disconnect::Closed), 0, "nobody left twice");
+        assert_eq!(metrics.connections.get(Wire::WebSocket), 0);
+        assert_eq!(metrics.accepted.get(Wire::WebSocket), 2);
+        assert_eq!(broker.stats().disconnected, 2);
     }
 
     /// ② The broker's task ends once every sender of events is gone.

@@ -41,12 +41,11 @@ use std::{
     collections::HashMap,
     io,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use prometheus_client::metrics::counter::Counter;
 
 use sqlx::{
     QueryBuilder, Sqlite, SqlitePool,
@@ -58,6 +57,7 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use crate::{
     broker::{ConnId, Event},
     message::{Body, ChatMessage},
+    metrics::Latency,
     names::Room,
 };
 
@@ -82,8 +82,12 @@ pub const RETRY: Duration = Duration::from_millis(500);
 /// batches (a batch waits for the disk) is kept whole.
 pub const QUEUE: usize = 4096;
 
-/// The most jobs taken from the queue for one batch (one transaction).
-const BATCH_LIMIT: usize = 512;
+/// The most jobs taken from the queue for one batch (one transaction): all of them. A commit
+/// waits for the disk (two `fsync`s, a few milliseconds), so the further the task has fallen
+/// behind, the more a batch should carry. Measured with the load generator's s1 (about 20,000
+/// messages a second on 2 busy cores), batches of at most 512 left the queue full and lost 2-5 %
+/// of the messages' history; taking everything lost none.
+const BATCH_LIMIT: usize = QUEUE;
 
 /// The text a client reads when the history cannot be read. It says what, not why: the reason
 /// (a path, an SQLite error) is for the server's log, not for every client.
@@ -116,13 +120,16 @@ pub enum Job {
     Read(Read),
 }
 
-/// What the storage task counts, for whoever reports on it (logs, `/metrics`).
+/// What the storage task counts, for whoever reports on it (`/stats`, `/metrics`): atomics,
+/// which the task bumps and the others read, without a word between them.
 #[derive(Debug, Default)]
 pub struct Counts {
     /// Messages written and committed.
-    pub writes: AtomicU64,
+    pub writes: Counter,
     /// Batches, reads and reopenings that failed.
-    pub failures: AtomicU64,
+    pub failures: Counter,
+    /// How long each batch's writing took, failed ones included.
+    pub write_seconds: Latency,
 }
 
 /// The database, for the storage task: the file, the connection while it is usable, and the
@@ -291,10 +298,13 @@ impl Storage {
         let Some(pool) = self.usable().await else {
             return;
         };
-        match insert(&pool, records).await {
+        let started = Instant::now();
+        let inserted = insert(&pool, records).await;
+        self.counts.write_seconds.observe(started.elapsed());
+        match inserted {
             Ok(()) => {
                 let written = u64::try_from(records.len()).unwrap_or(u64::MAX);
-                self.counts.writes.fetch_add(written, Ordering::Relaxed);
+                self.counts.writes.inc_by(written);
                 self.recovered();
             }
             Err(err) => {
@@ -381,7 +391,7 @@ impl Storage {
             let now = Instant::now();
             if let Some((since, tried)) = self.failing {
                 if now.saturating_duration_since(tried) < RETRY {
-                    self.counts.failures.fetch_add(1, Ordering::Relaxed);
+                    self.counts.failures.inc();
                     return None;
                 }
                 self.failing = Some((since, now));
@@ -402,7 +412,7 @@ impl Storage {
     /// same file can take it again), count the failure, and log it if it is the first since the
     /// database was last well.
     async fn fail(&mut self, what: &str) {
-        self.counts.failures.fetch_add(1, Ordering::Relaxed);
+        self.counts.failures.inc();
         if let Some(db) = self.db.take() {
             let _ = tokio::time::timeout(BUSY_TIMEOUT, db.pool.close()).await;
         }

@@ -39,6 +39,7 @@ use tokio_util::{
     codec::{Decoder, FramedRead, LinesCodec, LinesCodecError},
     sync::CancellationToken,
 };
+use tracing::Instrument;
 
 use crate::{
     AppState, CLOSE_TIMEOUT, Place,
@@ -46,7 +47,9 @@ use crate::{
     connection::BATCH_LIMIT,
     limits::{self, RateLimit, Verdict},
     message::Wire,
+    metrics::Disconnect,
     outbox::{self, Inbox, payload_size},
+    trace,
 };
 
 /// The default `--max-line-bytes`: a long paragraph typed or pasted into a terminal.
@@ -140,18 +143,29 @@ async fn welcome(mut socket: TcpStream, peer: SocketAddr, state: AppState) {
     if let Err(err) = SockRef::from(&socket).set_tcp_keepalive(&keepalive) {
         tracing::warn!(%err, "cannot turn on TCP keepalive");
     }
-    connection(socket, state, place).await;
+    // Every line this client's tasks log carries who it is (see trace.rs).
+    let id = ConnId::next();
+    let span = trace::connection_span(id, Wire::Lines, peer);
+    connection(socket, id, span.clone(), state, place)
+        .instrument(span)
+        .await;
 }
 
 /// One terminal client: joined to the broker as [`Wire::Lines`], read line by line here, written
 /// to by its own task, until one side is done or the server shuts down.
-async fn connection(socket: TcpStream, state: AppState, place: Place) {
-    let id = ConnId::next();
+async fn connection(
+    socket: TcpStream,
+    id: ConnId,
+    span: tracing::Span,
+    state: AppState,
+    place: Place,
+) {
     let (outbox, inbox) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
     let joined = Event::Join {
         id,
         outbox,
         wire: Wire::Lines,
+        span,
     };
     if state.events.send(joined).await.is_err() {
         return;
@@ -160,26 +174,35 @@ async fn connection(socket: TcpStream, state: AppState, place: Place) {
     let (reader, writer) = socket.into_split();
     let stuck = CancellationToken::new();
     let (stop_writing, stop) = oneshot::channel();
-    let mut writer = tokio::spawn(write(
+    let writing = write(
         writer,
         inbox,
         stop,
         stuck.clone(),
         state.config.write_timeout,
-    ));
-    let (writer_ended, last_word) = tokio::select! {
+    );
+    let mut writer = tokio::spawn(writing.in_current_span());
+    // Why it ends, for `/metrics`, counted by the broker unless it removed the client already.
+    let (writer_ended, last_word, reason) = tokio::select! {
         // In this order: a writer that gives up on its client cancels `stuck` and then ends, and
         // the timeout must be counted whichever of the two is seen first.
         biased;
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
             let _ = state.events.send(Event::TimedOut { id }).await;
-            (false, None)
+            (false, None, Disconnect::Timeout)
         }
         // The writer ended: the client said /quit, was let go, or the broker is gone.
-        _ = &mut writer => (true, None),
-        () = state.stopping.cancelled() => (false, None),
-        last_word = read(reader, id, &state) => (false, last_word),
+        _ = &mut writer => (true, None, Disconnect::Closed),
+        () = state.stopping.cancelled() => (false, None, Disconnect::Shutdown),
+        last_word = read(reader, id, &state) => {
+            // Some last word: it flooded past the grace. None: it closed its end.
+            let reason = match last_word {
+                Some(_) => Disconnect::RateLimited,
+                None => Disconnect::Closed,
+            };
+            (false, last_word, reason)
+        }
     };
     // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
     // is told before the broker hears we leave: the broker then drops our queue, and a writer
@@ -187,7 +210,7 @@ async fn connection(socket: TcpStream, state: AppState, place: Place) {
     if !writer_ended {
         let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
     }
-    let _ = state.events.send(Event::Leave { id }).await;
+    let _ = state.events.send(Event::Leave { id, reason }).await;
     // (A finished task's handle must not be awaited twice: tokio panics if it is.)
     if !writer_ended {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
@@ -211,6 +234,7 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<Str
         match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
             Verdict::Pass => {}
             Verdict::Drop { warn } => {
+                state.metrics.rate_limited.inc();
                 if let (true, Some(rate)) = (warn, &rate) {
                     tracing::info!(%id, "over --rate-limit: dropping this client's lines");
                     let warning = Event::Refusal {

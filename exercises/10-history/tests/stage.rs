@@ -12,7 +12,8 @@
 //! long as the server (`Target::base_flags`): the suites of 04–09 run with history on, and no
 //! two servers share a file. They also run with the rate limit and the per-IP limit off: they send
 //! bursts of hundreds of messages and connect dozens of clients from 127.0.0.1, which is what
-//! those limits are for. This chapter's own suites (`ratelimit`, `origin`) set the limits again.
+//! those limits are for. This chapter's own suites (`ratelimit`, `origin`, `metrics`) set the
+//! limits again where they are about them.
 //! A scenario's own flags come after these, and win.
 
 use std::path::Path;
@@ -56,6 +57,7 @@ fn main() -> std::process::ExitCode {
             stage_tests::history::SCENARIOS,
             stage_tests::ratelimit::SCENARIOS,
             stage_tests::origin::SCENARIOS,
+            stage_tests::metrics::SCENARIOS,
         ],
     )
 }

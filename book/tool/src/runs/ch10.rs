@@ -1,6 +1,7 @@
 //! Chapter 10's runs: history that outlives a restart, a database that goes away under a running
 //! server, a flood that ends in Close 1008, a page of another origin refused with 403, and one
-//! address over its share of connections refused with 429.
+//! address over its share of connections refused with 429. (The runs that read `/metrics` are
+//! in `ch10_metrics.rs`, listed in the table here.)
 //!
 //! Every server here keeps its database in a directory of the run's own ([`Ctx::scratch`]), so
 //! the `--db` a page shows is the relative path a reader would type.
@@ -60,14 +61,26 @@ pub const RUNS: &[Run] = &[
         measures: false,
         go: |ctx| Box::pin(per_ip(ctx)),
     },
+    Run {
+        name: "10-metrics",
+        about: "chapter 10: two terminals and a browser tab talk, a fourth connection from the same address is refused, and GET /metrics says so",
+        measures: false,
+        go: |ctx| Box::pin(super::ch10_metrics::metrics(ctx)),
+    },
+    Run {
+        name: "10-load",
+        about: "chapter 10 with history on and the limits off, under fanout-load's s1: /metrics scraped before, during and after, and what its counters and histograms say",
+        measures: true,
+        go: |ctx| Box::pin(super::ch10_metrics::load(ctx)),
+    },
 ];
 
 /// The chapter's binary.
-const BIN: &str = "ch10-history";
+pub(super) const BIN: &str = "ch10-history";
 
 /// `$ cargo run -p ch10-history -- FLAGS` and what the server prints on stdout: where it
 /// listens, where it keeps the history, and where terminals connect (with `--tcp`).
-async fn startup(server: &Server, flags: &[&str]) -> Result<Vec<String>> {
+pub(super) async fn startup(server: &Server, flags: &[&str]) -> Result<Vec<String>> {
     startup_of(BIN, server, flags).await
 }
 
@@ -89,7 +102,7 @@ async fn startup_of(package: &str, server: &Server, flags: &[&str]) -> Result<Ve
 }
 
 /// Where a server started with `--tcp` accepts terminals.
-async fn tcp_addr(server: &Server) -> Result<SocketAddr> {
+pub(super) async fn tcp_addr(server: &Server) -> Result<SocketAddr> {
     server
         .wait_for_stdout("tcp listening on ")
         .await?
@@ -98,7 +111,7 @@ async fn tcp_addr(server: &Server) -> Result<SocketAddr> {
 }
 
 /// Connects a terminal that reads history lines too, and gives it `name`.
-async fn named(script: &Script, tcp: SocketAddr, name: &'static str) -> Terminal {
+pub(super) async fn named(script: &Script, tcp: SocketAddr, name: &'static str) -> Terminal {
     let mut terminal = Terminal::connect(script, tcp, name).await;
     terminal.client.read_history();
     terminal.read("in lobby:").await;

@@ -43,6 +43,7 @@ mod ch07;
 mod ch08;
 mod ch09;
 mod ch10;
+mod ch10_metrics;
 mod ch11;
 pub mod harness;
 pub mod shape;

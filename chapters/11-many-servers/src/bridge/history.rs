@@ -3,8 +3,6 @@
 //! clients say to the stream of its scope, and reads a room's last messages from its stream: so
 //! a client gets the same history whichever server it joins.
 
-use std::sync::atomic::Ordering;
-
 use redis::Value;
 
 use super::Bridge;
@@ -65,7 +63,7 @@ impl Bridge {
         } else {
             &self.history_counts.failures
         };
-        count.fetch_add(1, Ordering::Relaxed);
+        count.inc();
     }
 
     async fn read(&mut self, read: &Read) -> Result<Vec<ChatMessage>, String> {
@@ -77,7 +75,7 @@ impl Bridge {
             .arg(read.limit)
             .clone();
         let Some(Value::Array(entries)) = self.call::<Value>(&command).await else {
-            self.history_counts.failures.fetch_add(1, Ordering::Relaxed);
+            self.history_counts.failures.inc();
             return Err(UNAVAILABLE.to_string());
         };
         // Newest first from XREVRANGE: the client reads them oldest first.

@@ -9,16 +9,13 @@
 //! its own clients who came and went over there, as it does for its own. A server that falls
 //! silent for [`PEER_TIMEOUT`] is forgotten, its clients with it.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, atomic::Ordering},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{Broker, ConnId, Outgoing};
 use crate::{
-    bridge::{self, Bridged, Claim, Envelope, Member, News, Outbound, PEER_TIMEOUT},
+    bridge::{self, Bridged, Claim, Envelope, Member, News, Outbound, PEER_TIMEOUT, Unpublished},
     message::{Body, ChatMessage},
     names::{NameError, Nick, Room},
 };
@@ -45,8 +42,6 @@ pub struct Cluster {
     told_down: bool,
     /// The other servers heard from: instance → when last, and its clients.
     peers: HashMap<u64, Peer>,
-    /// News the bridge's queue had no room for.
-    unpublished: u64,
     /// Whether news is being dropped (the queue was full): logged once per episode.
     dropping: bool,
     /// What the bridge counts.
@@ -70,7 +65,6 @@ impl Cluster {
             up: false,
             told_down: false,
             peers: HashMap::new(),
-            unpublished: 0,
             dropping: false,
             counts: Arc::clone(&links.counts),
         }
@@ -81,12 +75,11 @@ impl Cluster {
     }
 
     pub(super) fn unpublished(&self) -> u64 {
-        self.unpublished
-            .saturating_add(self.counts.unpublished.load(Ordering::Relaxed))
+        self.counts.unpublished.total()
     }
 
     pub(super) fn unheard(&self) -> u64 {
-        self.counts.missed.load(Ordering::Relaxed)
+        self.counts.unheard.get()
     }
 
     pub(super) fn peer_count(&self) -> u64 {
@@ -116,7 +109,7 @@ impl Cluster {
     /// Tells the other servers `news` (counted if it cannot be).
     fn publish(&mut self, news: News) {
         if !self.offer(Outbound::Publish(news)) {
-            self.unpublished = self.unpublished.saturating_add(1);
+            self.counts.unpublished.inc(Unpublished::QueueFull);
         }
     }
 
@@ -295,6 +288,11 @@ impl Broker {
             }
             Bridged::Tick => self.sweep(now),
         }
+        // `/metrics` shows how many servers are heard from now.
+        if let Some(cluster) = &self.cluster {
+            let peers = i64::try_from(cluster.peers.len()).unwrap_or(i64::MAX);
+            cluster.counts.peers.set(peers);
+        }
     }
 
     /// Redis answers: the other servers are told who is here, and asked who is there.
@@ -386,6 +384,7 @@ impl Broker {
             members: HashMap::new(),
         });
         peer.heard = now;
+        // ANCHOR: exercise-news
         match envelope.news {
             News::Room { room, message } => {
                 let Ok(room) = Room::parse(&room) else { return };
@@ -443,6 +442,7 @@ impl Broker {
             }
             News::Alive => {}
         }
+        // ANCHOR_END: exercise-news
     }
     // ANCHOR_END: news
 

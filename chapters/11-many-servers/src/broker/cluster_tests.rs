@@ -66,7 +66,12 @@ impl Node {
         let id = ConnId::next();
         let (outbox, mut inbox) = outbox(64, usize::MAX);
         let wire = Wire::WebSocket;
-        self.broker.handle(Event::Join { id, outbox, wire });
+        self.broker.handle(Event::Join {
+            id,
+            outbox,
+            wire,
+            span: tracing::Span::none(),
+        });
         bodies(&mut inbox);
         (id, inbox)
     }

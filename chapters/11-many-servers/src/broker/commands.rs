@@ -9,11 +9,12 @@ use super::{Broker, ConnId, Outgoing};
 use crate::{
     command::{self, Command, Input},
     message::{Body, ChatMessage, RoomCount},
+    metrics::Disconnect,
     names::{Nick, Room},
+    trace,
 };
 
 impl Broker {
-    // ANCHOR: handle_input
     /// One line from `from`: something to say to its room, or a command.
     pub(super) fn input(&mut self, from: ConnId, line: &str, now: Instant) {
         let Some(me) = self.clients.get(&from) else {
@@ -147,16 +148,13 @@ impl Broker {
                     };
                     let _ = me.outbox.try_send(Message::Close(Some(bye)));
                 }
-                self.remove(from, now);
+                self.remove(from, Disconnect::Quit, now);
             }
         }
     }
-    // ANCHOR_END: handle_input
 
-    // ANCHOR: rename
     /// `/nick`: the name is `from`'s if nobody else holds it, whatever its case.
     fn rename(&mut self, from: ConnId, new: Nick, now: Instant) {
-        // ANCHOR: exercise-rename
         if let Some(holder) = self.names.get(&new.key()).copied()
             && holder != from
         {
@@ -176,9 +174,7 @@ impl Broker {
             return;
         }
         self.apply_rename(from, new, now);
-        // ANCHOR_END: exercise-rename
     }
-    // ANCHOR_END: rename
 
     /// The bridge claimed `new` for `from` in Redis: the rename happens, unless a client of this
     /// server took the name meanwhile (then the claim goes back).
@@ -215,12 +211,14 @@ impl Broker {
         self.announce(from, body, now);
         self.welcome(from, now);
         self.publish_member(from);
+        // Its connection's log lines carry the new name from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_name(&me.span, &me.nick);
+        }
     }
 
-    // ANCHOR: move_to
     /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
     fn move_to(&mut self, from: ConnId, target: Room, now: Instant) {
-        // ANCHOR: exercise-move_to
         let Some(me) = self.clients.get_mut(&from) else {
             return;
         };
@@ -246,9 +244,11 @@ impl Broker {
         self.publish_member(from);
         // Then what was said in the room before: see broker/history.rs.
         self.request_history(from, None, false, now);
-        // ANCHOR_END: exercise-move_to
+        // Its connection's log lines carry the new room from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_room(&me.span, &me.room);
+        }
     }
-    // ANCHOR_END: move_to
 
     /// Says `body`, something a client said, to the other members of `from`'s room, and keeps
     /// it in the room's history.

@@ -17,10 +17,7 @@
 //! If the storage task cannot take the request (its queue is full, or it is gone), there is no
 //! history to wait for: nothing is held, and a client that asked with `/history` is told why.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, atomic::Ordering},
-};
+use std::{collections::VecDeque, sync::Arc};
 
 use axum::extract::ws::Message;
 use tokio::{sync::mpsc, time::Instant};
@@ -28,6 +25,7 @@ use tokio::{sync::mpsc, time::Instant};
 use super::{Broker, ConnId};
 use crate::{
     message::{Body, ChatMessage, Payloads},
+    metrics::Disconnect,
     outbox::payload_size,
     storage::{Counts, Job, Read, Record},
 };
@@ -73,13 +71,11 @@ impl History {
 
     /// Messages written to the database so far, and the database's failures.
     pub(super) fn counts(&self) -> (u64, u64) {
-        (
-            self.counts.writes.load(Ordering::Relaxed),
-            self.counts.failures.load(Ordering::Relaxed),
-        )
+        (self.counts.writes.get(), self.counts.failures.get())
     }
 }
 
+// ANCHOR: pending
 /// A client waiting for its history: what was held for it meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
@@ -108,6 +104,7 @@ impl Pending {
         true
     }
 }
+// ANCHOR_END: pending
 
 impl Broker {
     /// This broker keeps history through `history`.
@@ -116,6 +113,7 @@ impl Broker {
         self
     }
 
+    // ANCHOR: record
     /// Numbers `message`, something a client said, and hands it to the storage task. Never
     /// waits: when the storage queue is full, the message is not kept, and that is counted.
     pub(super) fn record(&mut self, message: &ChatMessage) {
@@ -135,7 +133,7 @@ impl Broker {
                 }
             }
             Err(_) => {
-                self.counts.history_dropped = self.counts.history_dropped.saturating_add(1);
+                self.metrics.history_dropped.inc();
                 if !history.dropping {
                     tracing::warn!("the storage queue is full: messages are not kept in history");
                     history.dropping = true;
@@ -143,6 +141,7 @@ impl Broker {
             }
         }
     }
+    // ANCHOR_END: record
 
     // ANCHOR: request_history
     /// Asks the storage task for the last messages of `id`'s room: `count` of them if the
@@ -208,7 +207,6 @@ impl Broker {
         now: Instant,
     ) {
         self.drop_repeats(to, ticket, &answer);
-        // ANCHOR: exercise-seam
         let Some(client) = self.clients.get_mut(&to) else {
             return; // gone meanwhile
         };
@@ -238,7 +236,6 @@ impl Broker {
         }
         out.extend(after);
         self.pass_on(to, out, now);
-        // ANCHOR_END: exercise-seam
     }
     // ANCHOR_END: answer_history
 
@@ -311,7 +308,7 @@ impl Broker {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => missed = missed.saturating_add(1),
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.remove(id, now);
+                    self.remove(id, Disconnect::Closed, now);
                     return;
                 }
             }

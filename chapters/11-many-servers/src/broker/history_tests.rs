@@ -37,7 +37,12 @@ impl Chat {
         let id = ConnId::next();
         let (outbox, inbox) = outbox(10_000, usize::MAX);
         let wire = Wire::WebSocket;
-        self.broker.handle(Event::Join { id, outbox, wire });
+        self.broker.handle(Event::Join {
+            id,
+            outbox,
+            wire,
+            span: tracing::Span::none(),
+        });
         self.clients.push((id, inbox));
         self.clients.len() - 1
     }
@@ -340,6 +345,7 @@ fn quitting_while_held_lets_the_held_messages_out_first() {
     assert_eq!(tail, ["bye", "just in time"]);
 }
 
+// ANCHOR: seam_property
 // The seam, as a property: whatever the interleaving of messages said, clients coming, clients
 // hopping to another room and straight back (which leaves a stale request behind), and answers
 // arriving in any order, a client in the lobby reads, after its last welcome there, every
@@ -457,3 +463,4 @@ proptest::proptest! {
         play(steps);
     }
 }
+// ANCHOR_END: seam_property

@@ -34,7 +34,12 @@ impl Chat {
     fn connect_on(&mut self, wire: Wire) -> usize {
         let id = ConnId::next();
         let (outbox, inbox) = outbox(ROOMY, usize::MAX);
-        self.broker.handle(Event::Join { id, outbox, wire });
+        self.broker.handle(Event::Join {
+            id,
+            outbox,
+            wire,
+            span: tracing::Span::none(),
+        });
         self.clients.push((id, inbox));
         self.clients.len() - 1
     }
@@ -243,7 +248,10 @@ fn a_name_is_freed_when_its_holder_leaves() {
     let mut chat = Chat::new();
     let [alice, bob] = [chat.connect_quietly(), chat.connect_quietly()];
     chat.line(alice, "/nick alice");
-    chat.broker.handle(Event::Leave { id: chat.id(alice) });
+    chat.broker.handle(Event::Leave {
+        id: chat.id(alice),
+        reason: crate::metrics::Disconnect::Closed,
+    });
     chat.settle();
     chat.line(bob, "/nick alice");
     assert_eq!(chat.name(bob), "alice");
@@ -439,7 +447,6 @@ fn every_recipient_shares_one_payload() {
     );
 }
 
-// ANCHOR: model
 // The model-based test. proptest makes up sequences of steps, plays them on a real `Broker`, and
 // checks it against a model of who is where, called what. Every message said carries a number;
 // the model notes who should get it, when it is said. The promises checked:
@@ -509,7 +516,10 @@ fn run_steps(steps: Vec<Step>) {
                 let Some(who) = connected(&model, who) else {
                     continue;
                 };
-                chat.broker.handle(Event::Leave { id: chat.id(who) });
+                chat.broker.handle(Event::Leave {
+                    id: chat.id(who),
+                    reason: crate::metrics::Disconnect::Closed,
+                });
                 model[who].connected = false;
             }
             Step::Say { who } => {
@@ -647,4 +657,3 @@ proptest! {
         run_steps(steps);
     }
 }
-// ANCHOR_END: model

@@ -14,7 +14,9 @@ use super::{Broker, ConnId, Outgoing};
 use crate::{
     command::{self, Command, Input},
     message::{Body, ChatMessage, RoomCount},
+    metrics::Disconnect,
     names::{Nick, Room},
+    trace,
 };
 
 impl Broker {
@@ -130,7 +132,7 @@ impl Broker {
                     };
                     let _ = me.outbox.try_send(Message::Close(Some(bye)));
                 }
-                self.remove(from, now);
+                self.remove(from, Disconnect::Quit, now);
             }
         }
     }
@@ -161,6 +163,10 @@ impl Broker {
         };
         self.announce(from, body, now);
         self.welcome(from, now);
+        // Its connection's log lines carry the new name from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_name(&me.span, &me.nick);
+        }
     }
 
     /// `/join` and `/leave`: out of one room (which may go), into another (which may be new).
@@ -189,6 +195,10 @@ impl Broker {
         self.welcome(from, now);
         // Then what was said in the room before: see broker/history.rs.
         self.request_history(from, None, false, now);
+        // Its connection's log lines carry the new room from now on.
+        if let Some(me) = self.clients.get(&from) {
+            trace::record_room(&me.span, &me.room);
+        }
     }
 
     /// Says `body`, something a client said, to the other members of `from`'s room, and keeps

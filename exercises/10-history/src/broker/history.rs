@@ -23,10 +23,7 @@
 //! If the storage task cannot take the request (its queue is full, or it is gone), there is no
 //! history to wait for: nothing is held, and a client that asked with `/history` is told why.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, atomic::Ordering},
-};
+use std::{collections::VecDeque, sync::Arc};
 
 use axum::extract::ws::Message;
 use tokio::{sync::mpsc, time::Instant};
@@ -34,6 +31,7 @@ use tokio::{sync::mpsc, time::Instant};
 use super::{Broker, ConnId};
 use crate::{
     message::{Body, ChatMessage, Payloads},
+    metrics::Disconnect,
     outbox::payload_size,
     storage::{Counts, Job, Read, Record},
 };
@@ -79,10 +77,7 @@ impl History {
 
     /// Messages written to the database so far, and the database's failures.
     pub(super) fn counts(&self) -> (u64, u64) {
-        (
-            self.counts.writes.load(Ordering::Relaxed),
-            self.counts.failures.load(Ordering::Relaxed),
-        )
+        (self.counts.writes.get(), self.counts.failures.get())
     }
 }
 
@@ -141,7 +136,7 @@ impl Broker {
                 }
             }
             Err(_) => {
-                self.counts.history_dropped = self.counts.history_dropped.saturating_add(1);
+                self.metrics.history_dropped.inc();
                 if !history.dropping {
                     tracing::warn!("the storage queue is full: messages are not kept in history");
                     history.dropping = true;
@@ -239,7 +234,7 @@ impl Broker {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => missed = missed.saturating_add(1),
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.remove(id, now);
+                    self.remove(id, Disconnect::Closed, now);
                     return;
                 }
             }

@@ -42,7 +42,12 @@ impl Chat {
         let id = ConnId::next();
         let (outbox, inbox) = outbox(10_000, usize::MAX);
         let wire = Wire::WebSocket;
-        self.broker.handle(Event::Join { id, outbox, wire });
+        self.broker.handle(Event::Join {
+            id,
+            outbox,
+            wire,
+            span: tracing::Span::none(),
+        });
         self.clients.push((id, inbox));
         self.clients.len() - 1
     }
