@@ -113,6 +113,7 @@ enum Inbound {
     Lost,
 }
 
+// ANCHOR: claim_script
 /// Sets a claim for `ARGV[1]` (for `ARGV[2]` ms) if the name is free or already theirs: `SET NX`
 /// with an expiry, except that the holder may set it again (the heartbeat refreshes claims, and
 /// sets them anew after Redis lost them). One script, so that no other claim can come between
@@ -132,6 +133,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0";
+// ANCHOR_END: claim_script
 
 // ANCHOR: start
 /// Connects to Redis (without waiting for it: a server starts whether Redis is up or not),
@@ -391,6 +393,7 @@ impl Bridge {
     }
 
     // ANCHOR: outage
+    // ANCHOR: lost
     /// ㉑ Redis is out of reach: say so once, and try again after the backoff.
     async fn lost(&mut self, why: &str) {
         if !self.up {
@@ -404,6 +407,7 @@ impl Bridge {
         self.said_down = true;
         self.tell(Bridged::Down).await;
     }
+    // ANCHOR_END: lost
 
     /// Tries Redis: subscribes (the first time), then pings. Success brings the bridge up again;
     /// failure doubles the wait before the next try.

@@ -110,7 +110,6 @@ pub enum Event {
     /// A client is being cut off by the write or the idle timeout: it leaves now, and is counted
     /// once however many timeouts caught it (its own Leave follows, and changes nothing).
     TimedOut { id: ConnId },
-    // ANCHOR: history_event
     /// The storage task's answer to request `ticket` for `to` (see `broker/history.rs`): the
     /// messages, oldest first, or what to tell the client instead.
     History {
@@ -118,7 +117,6 @@ pub enum Event {
         ticket: u64,
         answer: Result<Vec<ChatMessage>, String>,
     },
-    // ANCHOR_END: history_event
     /// From the bridge to the other servers (`--redis`): their news, Redis's state, the answer
     /// to a claim on a name.
     Bridge(Bridged),
@@ -211,7 +209,6 @@ struct Client {
 /// `--write-timeout`, which is what `serve` passes.
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
 
-// ANCHOR: state
 /// The broker's state: every connected client, the rooms and the names, and the counts. The
 /// three maps say the same thing three ways, and `handle` keeps them in step: every client is in
 /// `clients`, in the members of exactly its `room`, and in `names` under its nick's key.
@@ -234,7 +231,6 @@ pub struct Broker {
     /// The way to the other servers and what is known of them; `None` without `--redis`.
     cluster: Option<Cluster>,
 }
-// ANCHOR_END: state
 
 impl Default for Broker {
     fn default() -> Broker {
@@ -330,7 +326,6 @@ impl Broker {
         }
     }
 
-    // ANCHOR: connect
     /// A new client: a guest name, the lobby, and a word to both.
     fn connect(
         &mut self,
@@ -390,9 +385,7 @@ impl Broker {
             }
         }
     }
-    // ANCHOR_END: connect
 
-    // ANCHOR: remove
     /// Takes `id` out of every map and tells its room it left; counts it as gone for `reason`.
     /// Returns whether it was there. Telling the room may find more clients to let go (a closed
     /// queue, a stall): they are removed in turn, from a list rather than by recursion, however
@@ -422,7 +415,6 @@ impl Broker {
         }
         found
     }
-    // ANCHOR_END: remove
 
     /// Takes `id` out of `room`'s members; a room other than the lobby goes with its last one.
     fn leave_room(&mut self, id: ConnId, room: &Room) {
@@ -470,7 +462,6 @@ impl Broker {
         self.send(&others, Outgoing::Chat(&ChatMessage::now(body)), now);
     }
 
-    // ANCHOR: deliver
     /// Offers `message` to each of `to`, without waiting for any, and returns those that are
     /// gone, and why: their writer has ended, or their queue has been full for the stall limit.
     /// Each rendering of the message is made once, for the first recipient that needs it.
@@ -545,7 +536,6 @@ impl Broker {
         }
         gone
     }
-    // ANCHOR_END: deliver
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {

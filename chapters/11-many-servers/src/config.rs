@@ -94,7 +94,6 @@ pub struct Config {
     /// The longest line a TCP client may send, in bytes or with a unit (at most 16MiB); a longer one gets an error line and is skipped.
     #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = message_size)]
     pub max_line_bytes: usize,
-    // ANCHOR: history_flags
     /// The SQLite file that keeps the history (created if need be; its directory must exist).
     #[arg(long, value_name = "PATH", default_value = "fanout-history.db")]
     pub db: PathBuf,
@@ -108,8 +107,6 @@ pub struct Config {
     /// How many messages are kept per room and per private conversation; older ones are deleted, in steps of a tenth of it (at least 1, at most 100000000).
     #[arg(long, value_name = "MESSAGES", default_value_t = 10_000, value_parser = history_keep)]
     pub history_keep: usize,
-    // ANCHOR_END: history_flags
-    // ANCHOR: limit_flags
     // Why 10 a second with a burst of 20: a person types a line every few seconds and pastes a
     // dozen at most; a script or a stuck key sends thousands. The burst lets a paste through
     // whole, the rate lets a lively conversation go on after it.
@@ -132,7 +129,6 @@ pub struct Config {
     /// A page origin whose WebSocket connections are accepted besides the server's own (scheme://host or scheme://host:port; repeatable); other pages get 403.
     #[arg(long, value_name = "ORIGIN", value_parser = origin)]
     pub allow_origin: Vec<Origin>,
-    // ANCHOR_END: limit_flags
     // ANCHOR: redis_flag
     /// Share rooms, names and history with the other servers that use the same Redis (redis://HOST:PORT); the history is then kept there, not in --db. Off by default: this server alone, with SQLite.
     #[arg(long, value_name = "URL", value_parser = redis_url)]

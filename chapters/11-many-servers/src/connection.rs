@@ -227,7 +227,6 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
         };
         match message {
             Message::Text(_) | Message::Binary(_) => {
-                // ANCHOR: rate_check
                 match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
                     Verdict::Pass => {}
                     // Dropped. The first drop of a flood is answered with one error message,
@@ -251,7 +250,6 @@ async fn read(stream: &mut SplitStream<WebSocket>, id: ConnId, state: &AppState)
                         return End::Flooding;
                     }
                 }
-                // ANCHOR_END: rate_check
                 // ① When the broker's queue is full, `send` waits for room, and while it waits we
                 // read nothing more from this socket: TCP pushes back on this one client, and
                 // nothing piles up in our memory. It fails once the broker is gone: nobody would

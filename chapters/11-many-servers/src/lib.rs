@@ -256,7 +256,6 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-// ANCHOR: serve
 /// Serves on `listener` until `shutdown` resolves, then closes every connection with Close 1001
 /// and returns once they are closed (or after [`SHUTDOWN_GRACE`]).
 ///
@@ -323,7 +322,6 @@ pub async fn serve(
     }
     outcome
 }
-// ANCHOR_END: serve
 
 /// [`serve`], with a broker task that the caller started. It is the seam through which a test
 /// makes the broker end (it aborts the task). Only tests and `serve` call it, and `serve` always
@@ -341,7 +339,6 @@ async fn serve_with_broker_task(
     let header_timeout = config.header_timeout;
     let tcp = config.tcp.clone();
     let state = state(config, events, stopping.clone(), tasks.clone(), metrics)?;
-    // ANCHOR: serve_tcp
     // Terminal clients, if asked for: accepted until this function returns, however it returns.
     let done = CancellationToken::new();
     let _done_on_return = done.clone().drop_guard();
@@ -353,7 +350,6 @@ async fn serve_with_broker_task(
         println!("tcp listening on {}", listener.local_addr()?);
         tasks.spawn(tcp::accept(listener, state.clone(), done.clone()));
     }
-    // ANCHOR_END: serve_tcp
     let app = router(state);
     let outcome = accept(listener, app, header_timeout, &tasks, shutdown, broker).await;
     done.cancel();
@@ -475,14 +471,12 @@ fn broker_gone(ended: Result<(), tokio::task::JoinError>) -> io::Error {
     io::Error::other(format!("the broker stopped ({why})"))
 }
 
-// ANCHOR: page
 /// The chat page: this chapter's own, since it speaks the chat protocol (see `message.rs`).
 const PAGE: &str = include_str!("page.html");
 
 async fn page() -> Html<String> {
     Html(PAGE.replace("{{chapter}}", CHAPTER))
 }
-// ANCHOR_END: page
 
 /// `GET /stats`: the broker's counts as JSON. The request travels through the broker's queue like
 /// any event, with a oneshot sender for the answer; the broker answers between two events, so
@@ -499,7 +493,6 @@ async fn stats(State(state): State<AppState>) -> Response {
     }
 }
 
-// ANCHOR: take_place
 /// A connected client's places: one among `--max-connections` (⑧) and one among its address's
 /// `--max-connections-per-ip` (⑱). Both are given back when it is dropped, with the connection,
 /// however that ends.
@@ -561,7 +554,6 @@ pub(crate) async fn take_place(state: &AppState, ip: std::net::IpAddr) -> Result
         _ip: ip_place,
     })
 }
-// ANCHOR_END: take_place
 
 impl AppState {
     /// ⑰ A fresh token bucket for one client, or `None` with `--rate-limit off`.
@@ -599,7 +591,6 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // ANCHOR: upgrade_checks
     // ⑲ First, as it costs nothing and takes nothing: a foreign page gets no place at all.
     let origin = headers.get(header::ORIGIN).map(|value| value.as_bytes());
     let host = headers.get(header::HOST).map(|value| value.as_bytes());
@@ -618,7 +609,6 @@ async fn upgrade(
             return (status, full.reason()).into_response();
         }
     };
-    // ANCHOR_END: upgrade_checks
     let id = ConnId::next();
     let span = trace::connection_span(id, Wire::WebSocket, peer);
     let (outbox, outbox_rx) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);

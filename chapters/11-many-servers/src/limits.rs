@@ -31,7 +31,6 @@ pub const CALM: Duration = Duration::from_secs(1);
 pub const FLOODING: &str =
     "too many messages for too long: over the rate limit for longer than its grace";
 
-// ANCHOR: verdict
 /// What the reader does with one message a client sent, as [`RateLimit::check`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -43,7 +42,6 @@ pub enum Verdict {
     /// Over the limit for `--rate-limit-grace` already: close the connection.
     Close,
 }
-// ANCHOR_END: verdict
 
 /// The clock the server's buckets run on: tokio's, as nanoseconds since the bucket was made. A
 /// clock of our own rather than governor's default (which would need its `std` and `quanta`
@@ -69,7 +67,6 @@ impl Clock for TokioClock {
     }
 }
 
-// ANCHOR: rate_limit
 /// ⑰ One client's message rate: a token bucket of `burst` tokens that refills at `per_second`
 /// tokens a second (governor's GCRA, which is that bucket without a timer: it keeps one instant
 /// and computes the rest). Every message takes a token; a message that finds none is dropped.
@@ -108,9 +105,7 @@ impl<C: Clock> RateLimit<C> {
             flood: None,
         }
     }
-    // ANCHOR_END: rate_limit
 
-    // ANCHOR: check
     /// Takes a token for one message, and says what to do with it.
     pub fn check(&mut self) -> Verdict {
         if self.bucket.check().is_ok() {
@@ -134,7 +129,6 @@ impl<C: Clock> RateLimit<C> {
             }
         }
     }
-    // ANCHOR_END: check
 
     /// What the client is told at the first drop of a flood.
     pub fn warning(&self) -> String {
@@ -146,7 +140,6 @@ impl<C: Clock> RateLimit<C> {
     }
 }
 
-// ANCHOR: per_ip
 /// ⑱ How many connections each address holds, against `--max-connections-per-ip`. Shared by every
 /// handshake and every terminal client; a [`IpPlace`] gives its place back when it is dropped,
 /// however its connection ended.
@@ -232,7 +225,6 @@ fn key(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
-// ANCHOR_END: per_ip
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]

@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::ws::{Message, Utf8Bytes};
 use serde::{Deserialize, Serialize};
 
-// ANCHOR: protocol
 /// One message from the server, to one client or to many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -81,7 +80,6 @@ pub struct RoomCount {
     pub name: String,
     pub members: usize,
 }
-// ANCHOR_END: protocol
 
 impl ChatMessage {
     /// `body`, stamped with the time now.

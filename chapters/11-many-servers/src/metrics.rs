@@ -50,7 +50,6 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// The prefix of every metric's name.
 pub const PREFIX: &str = "fanout";
 
-// ANCHOR: metrics_families
 /// Everything `/metrics` shows (names below without the `fanout_` prefix). Counters only grow,
 /// from 0 at start-up, and their names end in `_total`; gauges say how things are now.
 #[derive(Debug)]
@@ -87,7 +86,6 @@ pub struct Metrics {
     /// Every metric above, by name, for the scrape.
     registry: Registry,
 }
-// ANCHOR_END: metrics_families
 
 impl Metrics {
     /// Fresh metrics, all at zero, with the storage task's counts `db`.

@@ -146,7 +146,6 @@ impl fmt::Display for Origin {
     }
 }
 
-// ANCHOR: refused
 /// Why a handshake's Origin was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -172,9 +171,7 @@ impl Refused {
         }
     }
 }
-// ANCHOR_END: refused
 
-// ANCHOR: check
 /// ⑲ Whether a handshake may go on, from its `Origin` and `Host` headers as they came (`None`
 /// when absent) and the `--allow-origin` list: `Ok` for no Origin at all, our own origin (see
 /// [`Origin::from_host`]) or an allowed one; `Err` says why not.
@@ -199,7 +196,6 @@ pub fn check(
         Err(Refused::NotAllowed(origin))
     }
 }
-// ANCHOR_END: check
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]

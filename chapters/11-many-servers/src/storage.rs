@@ -89,7 +89,6 @@ const BATCH_LIMIT: usize = QUEUE;
 pub const UNAVAILABLE: &str =
     "history is unavailable right now (the server cannot use its database); chat goes on";
 
-// ANCHOR: jobs
 /// One message to keep, with the broker's number for it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -115,7 +114,6 @@ pub enum Job {
     Write(Record),
     Read(Read),
 }
-// ANCHOR_END: jobs
 
 /// What the storage task counts, for whoever reports on it (`/stats`, `/metrics`): atomics,
 /// which the task bumps and the others read, without a word between them.
@@ -226,7 +224,6 @@ async fn connect(path: &Path) -> Result<Db, sqlx::Error> {
     Ok(Db { pool, file })
 }
 
-// ANCHOR: spawn
 /// Starts the storage task with room for `capacity` jobs. Answers go to the broker through
 /// `events`, a weak sender: the storage task must not keep the broker alive (the broker ends
 /// when its last connection does, ②), and the task ends when the broker drops the returned
@@ -281,7 +278,6 @@ pub async fn run(
         db.pool.close().await;
     }
 }
-// ANCHOR_END: spawn
 
 impl Storage {
     /// What this storage counts (shared: it keeps counting once the task owns the storage).
@@ -289,7 +285,6 @@ impl Storage {
         Arc::clone(&self.counts)
     }
 
-    // ANCHOR: write
     /// Writes `records` in one transaction; on failure they are lost, and counted.
     pub async fn write(&mut self, records: &[Record]) {
         if records.is_empty() {
@@ -313,7 +308,6 @@ impl Storage {
             }
         }
     }
-    // ANCHOR_END: write
 
     /// The last `read.limit` messages of `read.room` numbered `read.upto` or less, oldest first,
     /// marked as history; or the text that tells the client the history is unavailable.
@@ -334,7 +328,6 @@ impl Storage {
         }
     }
 
-    // ANCHOR: prune
     /// Cuts the scopes that `records` wrote to down to their last `--history-keep` messages: each
     /// scope once a tenth of `keep` messages has been written to it since its last cut (every time
     /// when `keep` is under 10). A cut is a query of its own; this makes it one per thousand
@@ -379,9 +372,7 @@ impl Storage {
             }
         }
     }
-    // ANCHOR_END: prune
 
-    // ANCHOR: failures
     /// The pool, if the database can be used: still the same file, or reopened once
     /// [`RETRY`] has passed since the last try.
     async fn usable(&mut self) -> Option<SqlitePool> {
@@ -444,7 +435,6 @@ impl Storage {
             );
         }
     }
-    // ANCHOR_END: failures
 }
 
 /// How many rows one INSERT statement carries. Each statement is a round trip to the thread
@@ -453,7 +443,6 @@ impl Storage {
 /// 32766 values per statement.)
 const ROWS_PER_INSERT: usize = 100;
 
-// ANCHOR: insert
 /// Inserts `records` in one transaction: all of them, or none.
 async fn insert(pool: &SqlitePool, records: &[Record]) -> Result<(), sqlx::Error> {
     let rows: Vec<InsertRow> = records.iter().filter_map(InsertRow::new).collect();
@@ -479,7 +468,6 @@ async fn insert(pool: &SqlitePool, records: &[Record]) -> Result<(), sqlx::Error
     }
     tx.commit().await
 }
-// ANCHOR_END: insert
 
 /// One row of `messages`, as `insert` writes it.
 struct InsertRow {

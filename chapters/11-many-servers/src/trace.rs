@@ -20,7 +20,6 @@ use crate::{
     names::{Nick, Room},
 };
 
-// ANCHOR: connection_span
 /// The span of connection `id`, from `peer`, over `wire` (`ws` or `tcp`, as `/metrics` names
 /// them). `name` and `room` are empty until the broker welcomes the client.
 pub(crate) fn connection_span(id: ConnId, wire: Wire, peer: SocketAddr) -> Span {
@@ -43,7 +42,6 @@ pub(crate) fn record_name(span: &Span, name: &Nick) {
 pub(crate) fn record_room(span: &Span, room: &Room) {
     span.record("room", field::display(room));
 }
-// ANCHOR_END: connection_span
 
 // Tests may panic: that is how they fail.
 #[cfg(test)]

@@ -75,7 +75,6 @@ impl History {
     }
 }
 
-// ANCHOR: pending
 /// A client waiting for its history: what was held for it meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
@@ -104,7 +103,6 @@ impl Pending {
         true
     }
 }
-// ANCHOR_END: pending
 
 impl Broker {
     /// This broker keeps history through `history`.
@@ -113,7 +111,6 @@ impl Broker {
         self
     }
 
-    // ANCHOR: record
     /// Numbers `message`, something a client said, and hands it to the storage task. Never
     /// waits: when the storage queue is full, the message is not kept, and that is counted.
     pub(super) fn record(&mut self, message: &ChatMessage) {
@@ -141,9 +138,7 @@ impl Broker {
             }
         }
     }
-    // ANCHOR_END: record
 
-    // ANCHOR: request_history
     /// Asks the storage task for the last messages of `id`'s room: `count` of them if the
     /// client asked (`/history N`), else as many as `--history`. Until the answer comes, what
     /// `id` would receive is held (see `deliver`).
@@ -193,9 +188,7 @@ impl Broker {
         pending.cut = pending.held.len();
         pending.asked = asked;
     }
-    // ANCHOR_END: request_history
 
-    // ANCHOR: answer_history
     /// The storage task's answer to request `ticket` for `to`: the client gets what was held
     /// before the request, the history, then what was held since, and is no longer held. An
     /// answer to a request that a later one replaced is dropped: the later answer will come.
@@ -237,7 +230,6 @@ impl Broker {
         out.extend(after);
         self.pass_on(to, out, now);
     }
-    // ANCHOR_END: answer_history
 
     // ANCHOR: drop_repeats
     /// Across servers (`--redis`), the seam has one more case. A message said on another server

@@ -345,7 +345,6 @@ fn quitting_while_held_lets_the_held_messages_out_first() {
     assert_eq!(tail, ["bye", "just in time"]);
 }
 
-// ANCHOR: seam_property
 // The seam, as a property: whatever the interleaving of messages said, clients coming, clients
 // hopping to another room and straight back (which leaves a stale request behind), and answers
 // arriving in any order, a client in the lobby reads, after its last welcome there, every
@@ -463,4 +462,3 @@ proptest::proptest! {
         play(steps);
     }
 }
-// ANCHOR_END: seam_property
