@@ -108,7 +108,10 @@ async fn wait_for_stat(server: &Server, name: &str, least: u64) -> Result<()> {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("/stats of {} says {name} is {value} after {WAIT:?}, not {least}", server.addr);
+            bail!(
+                "/stats of {} says {name} is {value} after {WAIT:?}, not {least}",
+                server.addr
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
