@@ -18,6 +18,12 @@ use super::{
 
 pub const RUNS: &[Run] = &[
     Run {
+        name: "11-two-chats",
+        about: "chapter 10: two servers side by side are two chats; a terminal on each cannot see, hear or reach the other, and both may be called ann",
+        measures: false,
+        go: |ctx| Box::pin(two_chats(ctx)),
+    },
+    Run {
         name: "11-two-servers",
         about: "chapter 11: two servers share one redis-server; a terminal on each talks across, sees the other in /who, whispers across with /msg, and a newcomer reads a history said on both",
         measures: false,
@@ -145,6 +151,59 @@ async fn quiet(terminal: &mut Terminal, what: &str) -> Result<()> {
     }
     terminal.script.note(format!("{}: ({what})", terminal.name));
     Ok(())
+}
+
+/// Chapter 10, the failure this chapter fixes: two servers, each with its own database, are two
+/// chats.
+async fn two_chats(ctx: Ctx) -> Result<Transcript> {
+    const CH10: &str = "ch10-history";
+    let bin = ctx.bin(CH10).await?;
+    let dir = ctx.scratch()?;
+    let mut out = Transcript::default();
+    let mut servers = Vec::new();
+    let mut startup = Vec::new();
+    for (db, second) in [("first.db", false), ("second.db", true)] {
+        let mut flags: Vec<&str> = Vec::new();
+        if second && ctx.mode == super::Mode::Record {
+            flags.extend(["--addr", SECOND_ADDR]);
+        }
+        flags.extend(["--db", db, "--tcp", "127.0.0.1:0"]);
+        let server = ctx.start_in(&dir, &bin, &flags, "info").await?;
+        let shown = if second {
+            format!("--addr {} --db {db} --tcp 127.0.0.1:0", server.addr)
+        } else {
+            format!("--db {db} --tcp 127.0.0.1:0")
+        };
+        let history = server.wait_for_stdout("history in ").await?;
+        let tcp_line = server.wait_for_stdout("tcp listening on ").await?;
+        let tcp: SocketAddr = tcp_line
+            .parse()
+            .context("the address after `tcp listening on`")?;
+        startup.extend([
+            format!("$ cargo run -p {CH10} -- {shown}"),
+            server.listening.clone(),
+            format!("history in {history}"),
+            format!("tcp listening on {tcp_line}"),
+        ]);
+        servers.push((server, tcp));
+    }
+    out.section("start", startup);
+    let script = Script::default();
+    let mut ann = named(&script, servers[0].1, "ann").await;
+    let mut bob = named(&script, servers[1].1, "bob").await;
+    bob.send("/who").await;
+    bob.read("in lobby:").await;
+    ann.send("bob, are you there?").await;
+    quiet(&mut bob, "nothing").await?;
+    ann.send("/msg bob psst").await;
+    ann.read("! ").await;
+    let mut other = Terminal::connect(&script, servers[1].1, "also-ann").await;
+    other.read("in lobby:").await;
+    other.send("/nick ann").await;
+    other.read("you are ann,").await;
+    out.section("apart", script.lines());
+    drop((ann, bob, other, servers));
+    Ok(out)
 }
 
 /// Two servers on one Redis: a terminal on each, talking across.
