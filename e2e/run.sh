@@ -22,6 +22,12 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm </dev/null
 fi
+# Chapter 11's scenario starts a redis-server of its own (e2e/lib/redis.mjs).
+if ! command -v redis-server >/dev/null; then
+  step "installing redis-server"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server </dev/null
+fi
 if [ ! -f e2e/node_modules/playwright-core/package.json ]; then
   step "npm ci"
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error </dev/null)

@@ -19,10 +19,12 @@ import {
   screenshotSideBySide,
   statusText,
   typeAndEnter,
+  WAIT_MS,
   waitForLogEntry,
   waitForLogEntryOfLength,
   waitForState,
 } from "../lib/browser.mjs";
+import { RedisServer } from "../lib/redis.mjs";
 import { ChapterServer } from "../lib/server.mjs";
 
 /** Per scenario, including starting the server and the browser contexts. */
@@ -75,6 +77,67 @@ async function withServer(chapter, scenario, tabCount, body) {
     await Promise.all(tabs.map((tab) => tab.context.close().catch(() => {})));
     await server.stop();
   }
+}
+
+/**
+ * Runs `body` against two servers of `chapter` that share a fresh redis-server (each started with
+ * `--redis`), with tab A open on the first and tab B on the second, once each server has heard
+ * from the other. Whatever happens, the tabs are closed and both servers and Redis stopped; on
+ * failure a screenshot of both tabs is saved and both servers' logs are added to the error.
+ */
+async function withTwoServers(chapter, scenario, body) {
+  const redis = await RedisServer.start();
+  const servers = [];
+  const tabs = [];
+  try {
+    for (let i = 0; i < 2; i += 1) {
+      servers.push(await ChapterServer.start(chapter.binary, ["--redis", redis.url]));
+    }
+    for (const server of servers) await waitForPeers(server, 1);
+    for (const [i, server] of servers.entries()) {
+      const tab = await newTab(browser);
+      tab.caption = `tab ${String.fromCharCode(65 + i)} on server ${i + 1}`;
+      tabs.push(tab);
+      await openChapterPage(tab, server.url);
+    }
+    await body({ servers, tabs });
+  } catch (err) {
+    const live = tabs.filter((tab) => !tab.page.isClosed());
+    if (live.length > 0) {
+      await screenshotSideBySide(
+        browser,
+        live.map((tab) => ({ page: tab.page, caption: tab.caption })),
+        `${chapter.name}--${scenario}--FAILED`,
+        `FAILED: ${chapter.name} ${scenario}`,
+      ).catch(() => {});
+    }
+    for (const [i, server] of servers.entries()) {
+      err.message += `\n--- ${chapter.name} server ${i + 1} log (stderr) ---\n${server.stderr}`;
+    }
+    throw err;
+  } finally {
+    await Promise.all(tabs.map((tab) => tab.context.close().catch(() => {})));
+    await Promise.all(servers.map((server) => server.stop()));
+    await redis.stop();
+  }
+}
+
+/**
+ * Waits (at most WAIT_MS) until `server`'s `/stats` says it has heard from `peers` other servers:
+ * servers find each other through Redis on their own time, with nothing else to wait on.
+ */
+async function waitForPeers(server, peers) {
+  const deadline = Date.now() + WAIT_MS;
+  let last = null;
+  while (Date.now() < deadline) {
+    const response = await fetch(new URL("/stats", server.url));
+    last = await response.json();
+    if (last.peers === peers) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(
+    `${server.url} should hear from ${peers} other server(s) within ${WAIT_MS} ms; /stats: ${JSON.stringify(last)}`,
+  );
 }
 
 /** The tab that should show a message sent by tab A: A itself (echo) or B (fan-out). */
@@ -323,6 +386,69 @@ for (const chapter of chapters()) {
             ],
             `${chapter.name}--history`,
             `${chapter.name}: a message live, then again from /history, dimmed`,
+          );
+        }));
+    }
+
+    if (chapter.behaviours["many-servers"]) {
+      /**
+       * Two servers that share a Redis make one chat: alice on server 1 and bob on server 2 meet
+       * in "games" by its name, each lists the other among its members, what one says there
+       * reaches the other, and alice's /msg reaches bob across, apart from the room's talk.
+       */
+      it("many servers: two tabs on two servers chat in one room, and /msg reaches across", { timeout: SCENARIO_TIMEOUT_MS }, () =>
+        withTwoServers(chapter, "many-servers", async ({ tabs }) => {
+          const [a, b] = tabs;
+          const whoami = (tab, text) =>
+            tab.page.locator("#whoami").filter({ hasText: text }).waitFor();
+          const submit = async (tab, field, value, button) => {
+            await tab.page.locator(field).fill(value);
+            await tab.page.getByRole("button", { name: button, exact: true }).click();
+          };
+          const members = (tab) =>
+            tab.page.$$eval("#members li", (items) => items.map((item) => item.textContent));
+          await submit(a, "#nick", "alice", "Set name");
+          await whoami(a, "You are alice in lobby");
+          await submit(b, "#nick", "bob", "Set name");
+          await whoami(b, "You are bob in lobby");
+          await submit(a, "#room", "games", "Join");
+          await whoami(a, "You are alice in games");
+          await submit(b, "#room", "games", "Join");
+          await whoami(b, "You are bob in games");
+          await typeAndEnter(a.page, "hello from server one");
+          await waitForLogEntry(b.page, "received", "hello from server one");
+          await typeAndEnter(b.page, "hello back from server two");
+          await waitForLogEntry(a.page, "received", "hello back from server two");
+          assert.deepEqual(
+            await logTexts(b.page, "received:not(.history)"),
+            ["hello from server one"],
+            "bob should hear alice's words once, live",
+          );
+          assert.deepEqual(
+            (await members(b)).sort(),
+            ["alice", "bob (you)"],
+            "bob's page should list alice, a client of the other server, in games",
+          );
+          assert.deepEqual(
+            (await members(a)).sort(),
+            ["alice (you)", "bob"],
+            "alice's page should list bob, a client of the other server, in games",
+          );
+          await typeAndEnter(a.page, "/msg bob psst, across");
+          await b.page.locator("#private li.private .text", { hasText: "psst, across" }).waitFor();
+          assert.deepEqual(
+            await logTexts(b.page, "received:not(.history)"),
+            ["hello from server one"],
+            "a private message is shown apart, not in the room's log",
+          );
+          await screenshotSideBySide(
+            browser,
+            [
+              { page: a.page, caption: "tab A: alice on server 1" },
+              { page: b.page, caption: "tab B: bob on server 2" },
+            ],
+            `${chapter.name}--many-servers`,
+            `${chapter.name}: two servers sharing a Redis, one room, and a /msg across`,
           );
         }));
     }

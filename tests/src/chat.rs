@@ -266,7 +266,7 @@ pub fn members(who: &Value) -> Vec<String> {
 
 impl Client {
     /// The next text message within `limit`, as JSON; `None` if nothing came (pings aside).
-    async fn stream_json_within(&mut self, limit: std::time::Duration) -> Option<Value> {
+    pub async fn stream_json_within(&mut self, limit: std::time::Duration) -> Option<Value> {
         let name = self.name().to_string();
         let deadline = tokio::time::Instant::now() + limit;
         loop {

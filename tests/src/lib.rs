@@ -27,10 +27,12 @@ pub mod chat;
 pub mod client;
 pub mod http;
 pub mod process;
+pub mod redis;
 pub mod server;
 
 pub mod bounded;
 pub mod broadcast;
+pub mod cluster;
 pub mod commands;
 pub mod contract;
 pub mod echo;

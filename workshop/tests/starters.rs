@@ -252,3 +252,61 @@ mod ex10_history_starter {
         );
     }
 }
+
+/// Exercise 11-many-servers: the starter compiles and fails its stage suites, its servers started
+/// as its chapter's `tests/stage.rs` starts them, with the helpers copied from there.
+mod ex11_many_servers_starter {
+    use super::assert_fails;
+
+    use std::path::Path;
+
+    /// The flags every test server of this chapter starts with.
+    fn base_flags(dir: &Path) -> Vec<String> {
+        let db = dir.join("history.db").display().to_string();
+        [
+            "--db",
+            &db,
+            "--rate-limit",
+            "off",
+            "--max-connections-per-ip",
+            "off",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn ex11_many_servers_starter_fails() {
+        assert_fails(
+            "11-many-servers",
+            stage_tests::check(
+                stage_tests::Target {
+                    base_flags: Some(base_flags),
+                    ..stage_tests::target!(ex11_many_servers, "ex11-many-servers", library_only)
+                },
+                &[
+                    stage_tests::cluster::SCENARIOS,
+                    stage_tests::contract::SCENARIOS,
+                    stage_tests::heartbeat::SCENARIOS,
+                    stage_tests::broadcast::SCENARIOS,
+                    stage_tests::bounded::SCENARIOS,
+                    stage_tests::shutdown::SCENARIOS,
+                    stage_tests::stats::SCENARIOS,
+                    stage_tests::limits::SCENARIOS,
+                    stage_tests::timeouts::SCENARIOS,
+                    stage_tests::throughput::SCENARIOS,
+                    stage_tests::names::SCENARIOS,
+                    stage_tests::rooms::SCENARIOS,
+                    stage_tests::private::SCENARIOS,
+                    stage_tests::commands::SCENARIOS,
+                    stage_tests::tcp::SCENARIOS,
+                    stage_tests::history::SCENARIOS,
+                    stage_tests::ratelimit::SCENARIOS,
+                    stage_tests::origin::SCENARIOS,
+                    stage_tests::metrics::SCENARIOS,
+                ],
+                true,
+            ),
+        );
+    }
+}

@@ -44,6 +44,7 @@ mod ch08;
 mod ch09;
 mod ch10;
 mod ch10_metrics;
+mod ch11;
 pub mod harness;
 pub mod shape;
 
@@ -139,6 +140,7 @@ pub fn all() -> Vec<&'static Run> {
         ch08::RUNS,
         ch09::RUNS,
         ch10::RUNS,
+        ch11::RUNS,
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,108 @@
+//! The bridge's history: a Redis Stream per room (and per private conversation), capped at
+//! `--history-keep` entries, in place of chapter 10's SQLite table. Every server writes what its
+//! clients say to the stream of its scope, and reads a room's last messages from its stream: so
+//! a client gets the same history whichever server it joins.
+
+use redis::Value;
+
+use super::Bridge;
+use crate::{
+    broker::Event,
+    message::ChatMessage,
+    storage::{self, Job, Read, Record},
+};
+
+/// What a client reads when the shared history cannot be read.
+pub const UNAVAILABLE: &str =
+    "history is unavailable right now (the server cannot use Redis); chat goes on";
+
+impl Bridge {
+    // ANCHOR: history
+    /// A history job: a write goes to its scope's stream, a read comes from its room's. Writes
+    /// and reads come through one queue, in the broker's order, so a read sees every write the
+    /// broker made before it (the seam of chapter 10, for this instance's messages).
+    pub(super) async fn job(&mut self, job: Job) {
+        match job {
+            Job::Write(record) => self.write(&record).await,
+            Job::Read(read) => {
+                let answer = self.read(&read).await;
+                let event = Event::History {
+                    to: read.to,
+                    ticket: read.ticket,
+                    answer,
+                };
+                if let Some(events) = self.events.upgrade() {
+                    let _ = events.send(event).await;
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, record: &Record) {
+        let written = match (
+            storage::scope(&record.message.body),
+            serde_json::to_string(&record.message),
+        ) {
+            (Some(scope), Ok(json)) => {
+                // `~`: Redis trims whole blocks when it is cheap, so a stream holds about `keep`.
+                let command = redis::cmd("XADD")
+                    .arg(stream_key(&scope))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.keep)
+                    .arg("*")
+                    .arg("m")
+                    .arg(json)
+                    .clone();
+                self.call::<String>(&command).await.is_some()
+            }
+            _ => false,
+        };
+        let count = if written {
+            &self.history_counts.writes
+        } else {
+            &self.history_counts.failures
+        };
+        count.inc();
+    }
+
+    async fn read(&mut self, read: &Read) -> Result<Vec<ChatMessage>, String> {
+        let command = redis::cmd("XREVRANGE")
+            .arg(stream_key(&format!("room:{}", read.room)))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(read.limit)
+            .clone();
+        let Some(Value::Array(entries)) = self.call::<Value>(&command).await else {
+            self.history_counts.failures.inc();
+            return Err(UNAVAILABLE.to_string());
+        };
+        // Newest first from XREVRANGE: the client reads them oldest first.
+        let mut messages: Vec<ChatMessage> = entries.iter().filter_map(stream_entry).collect();
+        messages.reverse();
+        Ok(messages)
+    }
+    // ANCHOR_END: history
+}
+
+/// The message in one entry of a stream: `[id, [field, value]]`, the value our JSON. An entry
+/// that is not one of ours is passed over.
+fn stream_entry(entry: &Value) -> Option<ChatMessage> {
+    let Value::Array(entry) = entry else {
+        return None;
+    };
+    let [_id, Value::Array(fields)] = entry.as_slice() else {
+        return None;
+    };
+    let [_field, Value::BulkString(json)] = fields.as_slice() else {
+        return None;
+    };
+    let mut message: ChatMessage = serde_json::from_slice(json).ok()?;
+    message.history = true;
+    Some(message)
+}
+
+fn stream_key(scope: &str) -> String {
+    format!("fanout:history:{scope}")
+}

@@ -1,0 +1,394 @@
+//! Plain TCP clients: `nc` and `telnet` in the same rooms as the browsers.
+//!
+//! A terminal speaks lines: one line in is one message or command, and out comes one readable
+//! line per message (`[lobby] alice: hi`). Everything else is the WebSocket's: the same broker
+//! (a TCP client is one more [`ConnId`] with an [`Outbox`](crate::outbox::Outbox), joined with
+//! [`Wire::Lines`]), the same `--max-connections` places (and `--max-connections-per-ip`), the
+//! same rate limit, the same byte-bounded queue and slow-consumer policy, the same
+//! `--write-timeout`, the same shutdown.
+//!
+//! Two things differ because a terminal is not a browser:
+//! - A line is bounded (`--max-line-bytes`) but there are no frames to refuse: a line that is
+//!   too long, or not UTF-8, gets one error line, its bytes up to the next newline are skipped,
+//!   and the connection goes on with the next line. A newline always resynchronises, so there
+//!   is no need to hang up.
+//! - `nc` cannot answer a WebSocket ping, and a person reading along may type nothing for an
+//!   hour. So silence is allowed, and the kernel's TCP keepalive probes (every `--ping-interval`)
+//!   find a peer that vanished without a word instead.
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use axum::extract::ws::Message;
+use futures_util::StreamExt;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::{
+    io::{AsyncWriteExt, BufWriter},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::oneshot,
+};
+use tokio_util::{
+    bytes::BytesMut,
+    codec::{Decoder, FramedRead, LinesCodec, LinesCodecError},
+    sync::CancellationToken,
+};
+use tracing::Instrument;
+
+use crate::{
+    AppState, CLOSE_TIMEOUT, Place,
+    broker::{ConnId, Event},
+    connection::BATCH_LIMIT,
+    limits::{self, RateLimit, Verdict},
+    message::Wire,
+    metrics::Disconnect,
+    outbox::{self, Inbox, payload_size},
+    trace,
+};
+
+/// The default `--max-line-bytes`: a long paragraph typed or pasted into a terminal.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 10;
+
+/// What a terminal sent: a line, or a reason the bytes up to the next newline were skipped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    TooLong,
+    NotUtf8,
+}
+
+/// tokio-util's `LinesCodec`, whose two recoverable errors become lines of their own: an error
+/// from a decoder would end the stream, and these need not. After a `TooLong` the codec skips to
+/// the next newline by itself; a line that is not UTF-8 has already been taken out whole.
+pub struct Lines(LinesCodec);
+
+impl Lines {
+    /// Lines of at most `max` bytes, newline excluded.
+    pub fn new(max: usize) -> Lines {
+        Lines(LinesCodec::new_with_max_length(max))
+    }
+
+    fn convert(decoded: Result<Option<String>, LinesCodecError>) -> io::Result<Option<Line>> {
+        match decoded {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(LinesCodecError::Io(err)) if err.kind() == io::ErrorKind::InvalidData => {
+                Ok(Some(Line::NotUtf8))
+            }
+            Err(LinesCodecError::Io(err)) => Err(err),
+        }
+    }
+}
+
+impl Decoder for Lines {
+    type Item = Line;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        Lines::convert(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        Lines::convert(self.0.decode_eof(buf))
+    }
+}
+
+/// Accepts terminal clients on `listener` until `done` is cancelled (`serve` is returning).
+pub(crate) async fn accept(listener: TcpListener, state: AppState, done: CancellationToken) {
+    loop {
+        let socket = tokio::select! {
+            () = done.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // As for the WebSockets: a connection lost in the backlog costs only itself;
+                    // out of descriptors, wait for some to close.
+                    tracing::warn!(%err, "cannot accept a terminal client");
+                    tokio::time::sleep(crate::ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let (socket, peer) = socket;
+        let tasks = state.tasks.clone();
+        tasks.spawn(welcome(socket, peer, state.clone()));
+    }
+}
+
+/// Takes places among `--max-connections` and `--max-connections-per-ip` for the client, or
+/// tells it in one line why there is none, and hangs up.
+async fn welcome(mut socket: TcpStream, peer: SocketAddr, state: AppState) {
+    let place = match crate::take_place(&state, peer.ip()).await {
+        Ok(place) => place,
+        Err(full) => {
+            let refusal = format!("! {}", full.reason());
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write_all(refusal.as_bytes())).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
+            return;
+        }
+    };
+    // ⑯ As for the WebSockets: each flush leaves at once (see `NO_DELAY`).
+    if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY");
+    }
+    let keepalive = TcpKeepalive::new().with_time(state.config.ping_interval);
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let keepalive = keepalive.with_interval(state.config.ping_interval);
+    if let Err(err) = SockRef::from(&socket).set_tcp_keepalive(&keepalive) {
+        tracing::warn!(%err, "cannot turn on TCP keepalive");
+    }
+    // Every line this client's tasks log carries who it is (see trace.rs).
+    let id = ConnId::next();
+    let span = trace::connection_span(id, Wire::Lines, peer);
+    connection(socket, id, span.clone(), state, place)
+        .instrument(span)
+        .await;
+}
+
+/// One terminal client: joined to the broker as [`Wire::Lines`], read line by line here, written
+/// to by its own task, until one side is done or the server shuts down.
+async fn connection(
+    socket: TcpStream,
+    id: ConnId,
+    span: tracing::Span,
+    state: AppState,
+    place: Place,
+) {
+    let (outbox, inbox) = outbox::outbox(state.config.queue_capacity, state.config.queue_bytes);
+    let joined = Event::Join {
+        id,
+        outbox,
+        wire: Wire::Lines,
+        span,
+    };
+    if state.events.send(joined).await.is_err() {
+        return;
+    }
+    tracing::info!(%id, "terminal client connected");
+    let (reader, writer) = socket.into_split();
+    let stuck = CancellationToken::new();
+    let (stop_writing, stop) = oneshot::channel();
+    let writing = write(
+        writer,
+        inbox,
+        stop,
+        stuck.clone(),
+        state.config.write_timeout,
+    );
+    let mut writer = tokio::spawn(writing.in_current_span());
+    // Why it ends, for `/metrics`, counted by the broker unless it removed the client already.
+    let (writer_ended, last_word, reason) = tokio::select! {
+        // In this order: a writer that gives up on its client cancels `stuck` and then ends, and
+        // the timeout must be counted whichever of the two is seen first.
+        biased;
+        () = stuck.cancelled() => {
+            tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
+            let _ = state.events.send(Event::TimedOut { id }).await;
+            (false, None, Disconnect::Timeout)
+        }
+        // The writer ended: the client said /quit, was let go, or the broker is gone.
+        _ = &mut writer => (true, None, Disconnect::Closed),
+        () = state.stopping.cancelled() => (false, None, Disconnect::Shutdown),
+        last_word = read(reader, id, &state) => {
+            // Some last word: it flooded past the grace. None: it closed its end.
+            let reason = match last_word {
+                Some(_) => Disconnect::RateLimited,
+                None => Disconnect::Closed,
+            };
+            (false, last_word, reason)
+        }
+    };
+    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
+    // is told before the broker hears we leave: the broker then drops our queue, and a writer
+    // that found it closed before it had its last line would say the broker is gone (⑤).
+    if !writer_ended {
+        let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
+    }
+    let _ = state.events.send(Event::Leave { id, reason }).await;
+    // (A finished task's handle must not be awaited twice: tokio panics if it is.)
+    if !writer_ended {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    }
+    drop(place);
+    tracing::info!(%id, "terminal client disconnected");
+}
+
+/// The line a terminal client reads when the server hangs up on it, unless there is more to say.
+const CLOSING: &str = "* the server is closing this connection";
+
+/// Hands each line to the broker, within the rate limit (⑰, checked here for the reasons given
+/// in `connection.rs`; every line counts, even one that is refused), until the client closes its
+/// end or the connection fails (`None`), or keeps flooding past the grace: then the last line it
+/// is to read.
+async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<String> {
+    let max = state.config.max_line_bytes;
+    let mut lines = FramedRead::new(reader, Lines::new(max));
+    let mut rate = state.rate_limit();
+    while let Some(Ok(line)) = lines.next().await {
+        match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
+            Verdict::Pass => {}
+            Verdict::Drop { warn } => {
+                state.metrics.rate_limited.inc();
+                if let (true, Some(rate)) = (warn, &rate) {
+                    tracing::info!(%id, "over --rate-limit: dropping this client's lines");
+                    let warning = Event::Refusal {
+                        to: id,
+                        reason: rate.warning(),
+                    };
+                    if state.events.send(warning).await.is_err() {
+                        return None;
+                    }
+                }
+                continue;
+            }
+            Verdict::Close => {
+                tracing::warn!(%id, "still over --rate-limit after --rate-limit-grace: disconnecting");
+                return Some(format!("! {}: disconnecting", limits::FLOODING));
+            }
+        }
+        let event = match line {
+            Line::Text(text) => Event::Message {
+                from: id,
+                message: Message::text(text),
+            },
+            Line::TooLong => Event::Refusal {
+                to: id,
+                reason: format!("lines are limited to {max} bytes: that one was skipped"),
+            },
+            Line::NotUtf8 => Event::Refusal {
+                to: id,
+                reason: "lines must be UTF-8 text: that one was skipped".to_string(),
+            },
+        };
+        // ① As for the WebSockets: when the broker's queue is full, we wait, and read nothing.
+        if state.events.send(event).await.is_err() {
+            return None;
+        }
+    }
+    None
+}
+
+/// Writes each queued message as a line, a batch per flush, until the broker lets go of the
+/// queue, a Close comes through it (`/quit`), or `stop` says the last line to write. A write that
+/// takes longer than `write_timeout` cancels `stuck`.
+async fn write(
+    writer: OwnedWriteHalf,
+    mut inbox: Inbox,
+    mut stop: oneshot::Receiver<String>,
+    stuck: CancellationToken,
+    write_timeout: Duration,
+) {
+    let mut writer = BufWriter::new(writer);
+    let mut batch = Vec::new();
+    let goodbye = loop {
+        let taken = tokio::select! {
+            biased;
+            last = &mut stop => break Some(last.unwrap_or_else(|_| CLOSING.to_string())),
+            taken = inbox.recv_many(&mut batch, BATCH_LIMIT) => taken,
+        };
+        // ⑤ The broker let go of our queue without a Close first: it is gone, or gave up on us.
+        if taken == 0 {
+            break Some("! the server cannot serve this connection any more".to_string());
+        }
+        // (`sum()` would be a `+` that could overflow, and one the lints do not see.)
+        let held = batch
+            .iter()
+            .map(payload_size)
+            .fold(0, usize::saturating_add);
+        let quit = batch
+            .iter()
+            .any(|message| matches!(message, Message::Close(_)));
+        let written = tokio::time::timeout(write_timeout, write_batch(&mut writer, &mut batch));
+        match written.await {
+            Ok(Ok(())) => inbox.release(held),
+            Ok(Err(_)) => break None, // the client is gone
+            Err(_) => {
+                stuck.cancel();
+                break None;
+            }
+        }
+        if quit {
+            break None;
+        }
+    };
+    if let Some(line) = goodbye {
+        let last = async {
+            writer.write_all(line.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+            writer.flush().await
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, last).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+}
+
+/// Writes every text in `batch` as a line, in order, and empties it; one flush for all.
+async fn write_batch(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    batch: &mut Vec<Message>,
+) -> io::Result<()> {
+    for message in batch.drain(..) {
+        if let Message::Text(text) = message {
+            writer.write_all(text.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+        }
+    }
+    writer.flush().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn decode_all(max: usize, input: &[u8]) -> Vec<Line> {
+        let mut codec = Lines::new(max);
+        let mut buf = BytesMut::from(input);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        while let Some(line) = codec.decode_eof(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Lines end at `\n` or `\r\n`; the last one may have no newline.
+    #[test]
+    fn lines_end_at_newlines() {
+        assert_eq!(
+            decode_all(16, b"hi\r\nthere\nlast"),
+            [
+                Line::Text("hi".into()),
+                Line::Text("there".into()),
+                Line::Text("last".into())
+            ]
+        );
+    }
+
+    /// A line over the limit is one `TooLong`, its rest is skipped, and the next line is read.
+    #[test]
+    fn a_long_line_is_skipped_and_reading_goes_on() {
+        let mut input = vec![b'x'; 100];
+        input.extend_from_slice(b"\nnext\n");
+        assert_eq!(
+            decode_all(10, &input),
+            [Line::TooLong, Line::Text("next".into())]
+        );
+    }
+
+    /// A line that is not UTF-8 is one `NotUtf8`, and the next line is read.
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_reading_goes_on() {
+        assert_eq!(
+            decode_all(16, b"ok\n\xff\xfe\nstill ok\n"),
+            [
+                Line::Text("ok".into()),
+                Line::NotUtf8,
+                Line::Text("still ok".into())
+            ]
+        );
+    }
+}
