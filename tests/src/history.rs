@@ -420,7 +420,10 @@ async fn a_database_held_by_another_server_is_refused(target: Target) {
     let bin = target.bin.expect("this scenario needs the binary");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
-    let first = ServerProcess::start(bin, &["--db", db.to_str().unwrap()]).await;
+    let mut first = ServerProcess::start(bin, &["--db", db.to_str().unwrap()]).await;
+    // `listening on` comes before the database is opened; `history in` after: only then is the
+    // file held (on a busy machine the second server could otherwise take it first).
+    first.stdout_line("history in").await;
     assert_refused_at_startup(bin, &db, "locked").await;
     let [mut alice, mut bob] =
         ChatClient::everyone_url(&crate::ws_url(first.addr), ["alice", "bob"]).await;
