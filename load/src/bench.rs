@@ -91,10 +91,18 @@ impl Results {
     }
 
     /// The latest measurement of each (chapter, scenario), sorted by chapter, then scenario in
-    /// the order of [`SCENARIOS`].
+    /// the order of [`SCENARIOS`]. A chapter that is no longer in the workspace (06-hardening,
+    /// split into 06-limits and 07-timeouts) stays in the results file, as history, but is left
+    /// out: a figure for code that no reader can run does not belong in the table.
     pub fn latest(&self) -> Vec<&Measurement> {
+        let chapters = workspace_root().join("chapters");
         let mut latest: Vec<&Measurement> = Vec::new();
-        for measurement in self.runs.iter().flat_map(|run| &run.measurements) {
+        for measurement in self
+            .runs
+            .iter()
+            .flat_map(|run| &run.measurements)
+            .filter(|measurement| chapters.join(&measurement.chapter).is_dir())
+        {
             latest.retain(|kept| {
                 (&kept.chapter, &kept.scenario) != (&measurement.chapter, &measurement.scenario)
             });
@@ -320,13 +328,15 @@ pub(crate) mod tests {
         );
     }
 
-    /// The latest measurement of each chapter and scenario wins, in a stable order.
+    /// The latest measurement of each chapter and scenario wins, in a stable order; a chapter
+    /// that no longer exists is left out.
     #[test]
     fn the_latest_measurement_of_each_pair_is_kept() {
         let results = Results {
             runs: vec![
                 run(&[("04-bounded", "s1", 1.0), ("03-broker", "s1", 2.0)]),
                 run(&[("04-bounded", "idle", 3.0), ("04-bounded", "s1", 4.0)]),
+                run(&[("06-hardening", "s1", 5.0)]),
             ],
         };
         let latest: Vec<(&str, &str, f64)> = results
