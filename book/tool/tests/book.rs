@@ -413,11 +413,16 @@ fn no_chapter_page_gives_away_more_than_a_quarter_of_its_exercise() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// How a script's recording (`book/runs/NAME.log`) begins: with the version of what it measured,
+/// as `rustc --version` or `redis-server --version` print it.
+const VERSION_LINES: &[&str] = &["rustc ", "Redis server "];
+
 /// Every terminal output a chapter page shows is a section of a recording in `book/runs/`, made by
 /// a run the page names (`fanout-book -- run NAME`): a `text` or `console` block holds only
 /// commands (`$ …`) and includes of recordings, every included section exists, and so does its run.
 /// The one other kind of recording is a script's output (`book/runs/NAME.log` from
-/// `book/runs/NAME.sh`), shown whole, with the script named on the page.
+/// `book/runs/NAME.sh`), shown whole, with the script named on the page, beginning with the
+/// version of what it measured.
 #[test]
 fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
     let mut problems = Vec::new();
@@ -456,7 +461,7 @@ fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
             let (file, section) = include.split_once(':').unwrap_or((include, ""));
             // What a script printed (`book/runs/NAME.log`, written by `book/runs/NAME.sh`): for
             // an experiment no test can repeat (it needs the network and many release builds).
-            // The page names the script, and the recording exists and says which compiler ran.
+            // The page names the script, and the recording exists and says which version ran.
             if let Some(script) = file.strip_suffix(".log") {
                 let log = fanout_book::runs::recordings_dir().join(file);
                 let text = fs::read_to_string(&log).unwrap_or_default();
@@ -477,11 +482,11 @@ fn every_output_block_in_a_chapter_page_comes_from_a_recorded_run() {
                 if !text
                     .lines()
                     .next()
-                    .is_some_and(|line| line.starts_with("rustc "))
+                    .is_some_and(|line| VERSION_LINES.iter().any(|tool| line.starts_with(tool)))
                 {
                     problems.push(format!(
-                        "{at}: book/runs/{file} is missing, or does not begin with the rustc \
-                         version that made it"
+                        "{at}: book/runs/{file} is missing, or does not begin with the version \
+                         of what made it (a line starting with one of {VERSION_LINES:?})"
                     ));
                 }
                 continue;
