@@ -100,7 +100,7 @@ async fn instance(ctx: &Ctx, bin: &Path, url: &str, second: bool) -> Result<Inst
 }
 
 /// A number of the server's `/stats`.
-async fn stat(server: &Server, name: &str) -> Result<u64> {
+pub(super) async fn stat(server: &Server, name: &str) -> Result<u64> {
     let response = stage_tests::http::get(server.addr, "/stats").await;
     let json: serde_json::Value = serde_json::from_str(&response.body)
         .with_context(|| format!("/stats is not JSON: {:?}", response.body))?;

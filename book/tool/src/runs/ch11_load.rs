@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use super::{
     Mode, Transcript,
-    ch11::{BIN, SECOND_ADDR, redis_command, wait_for_stat},
+    ch11::{BIN, SECOND_ADDR, redis_command, stat, wait_for_stat},
     harness::{Ctx, Server, WAIT},
 };
 
@@ -28,6 +28,10 @@ struct Case {
     /// Cores the instances used together, and Redis, over the generator's whole run.
     instances_cpu: Option<f64>,
     redis_cpu: Option<f64>,
+    /// `/stats` of the instances, summed: news that did not fit the queue to Redis, and news
+    /// from Redis that did not fit the queue to the broker.
+    unpublished: u64,
+    unheard: u64,
 }
 
 /// One instance on Redis under s1, then two on one Redis with the same s1 spread over both.
@@ -164,8 +168,15 @@ async fn case(ctx: &Ctx, bins: &Bins, dir: &Path, instances: usize) -> Result<Ca
         let used = after?.checked_sub(before?)?;
         Some(used as f64 / ticks_per_second() / seconds)
     };
+    let (mut unpublished, mut unheard) = (0, 0);
+    for server in &servers {
+        unpublished += stat(server, "unpublished").await?;
+        unheard += stat(server, "unheard").await?;
+    }
     drop(servers);
     Ok(Case {
+        unpublished,
+        unheard,
         lines,
         report,
         instances_cpu: cores(before.0, after.0),
@@ -238,6 +249,16 @@ fn table(one: &Case, two: &Case) -> Vec<String> {
             "  cross-server p99",
             "-".into(),
             micros_of(two.report["cross_server"]["p99_us"].as_f64()),
+        ),
+        row(
+            "unpublished (/stats)",
+            one.unpublished.to_string(),
+            two.unpublished.to_string(),
+        ),
+        row(
+            "unheard (/stats)",
+            one.unheard.to_string(),
+            two.unheard.to_string(),
         ),
         row(
             "CPU, instances (cores)",
