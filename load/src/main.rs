@@ -5,6 +5,10 @@
 //! cargo run --release -p fanout-load -- --url ws://127.0.0.1:3000/ws --scenario s1 --pid $!
 //! ```
 //!
+//! `--url` given more than once spreads the clients over several servers (two instances of
+//! chapter 11 on one Redis, say), round-robin, and the report splits the latency into deliveries
+//! within one server and deliveries across servers.
+//!
 //! The summary goes to stderr, the one JSON line to stdout (`… | tail -1 | jq .` reads it).
 
 use std::process::ExitCode;
@@ -45,7 +49,11 @@ fn main() -> ExitCode {
     if report.connected == 0 && report.clients > 0 {
         eprintln!(
             "error: no client could connect to {}{}",
-            report.url,
+            if report.urls.is_empty() {
+                report.url.clone()
+            } else {
+                report.urls.join(" or ")
+            },
             report
                 .connect_failure
                 .as_ref()

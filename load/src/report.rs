@@ -25,12 +25,35 @@ pub struct SenderFigures {
     pub out_of_order: u64,
 }
 
+/// The deliveries of one kind (same-server or cross-server) when the clients were spread over
+/// several servers, with their one-way latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ServerSplit {
+    pub delivered: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
 /// Everything a run measured. Serialized as the one JSON line on stdout; the benchmark runner
 /// keeps these in its results file and the plot tool draws them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub scenario: String,
+    /// The URL the clients connected to; with several, the first (all of them are in `urls`).
     pub url: String,
+    /// How many URLs the clients were spread over. Written only when more than one, as are
+    /// the three fields below: a run against one server prints what it always has.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub servers: usize,
+    /// Every URL, in the order given: client `n` connected to URL `n mod servers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// Deliveries whose sender was on the receiving client's server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_server: Option<ServerSplit>,
+    /// Deliveries whose sender was on another server: they crossed between servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_server: Option<ServerSplit>,
     /// Reading clients asked for (senders included).
     pub clients: usize,
     /// Reading clients that got connected.
@@ -122,10 +145,19 @@ impl Report {
             (senders, Some(rate)) => format!("{senders} senders at {rate} msg/s each"),
             (senders, None) => format!("{senders} senders at max rate, window {}", self.window),
         };
+        let against = if self.servers > 1 {
+            format!(
+                "{} servers ({}, clients round-robin)",
+                self.servers,
+                self.urls.join(", ")
+            )
+        } else {
+            self.url.clone()
+        };
         let _ = write!(
             text,
-            "{} against {}: {} of {} clients connected ({sending}, {} B messages)",
-            self.scenario, self.url, self.connected, self.clients, self.size,
+            "{} against {against}: {} of {} clients connected ({sending}, {} B messages)",
+            self.scenario, self.connected, self.clients, self.size,
         );
         if self.stalled > 0 {
             let _ = write!(
@@ -155,6 +187,27 @@ impl Report {
                 micros(self.p999_us),
                 micros(self.max_us)
             );
+            let split = |split: Option<ServerSplit>| {
+                split.map_or_else(
+                    || "none".to_string(),
+                    |split| {
+                        format!(
+                            "{} delivered, p50 {}, p99 {}",
+                            split.delivered,
+                            micros(split.p50_us),
+                            micros(split.p99_us)
+                        )
+                    },
+                )
+            };
+            if self.servers > 1 {
+                let _ = writeln!(
+                    text,
+                    "same server: {}; cross-server: {}",
+                    split(self.same_server),
+                    split(self.cross_server)
+                );
+            }
         }
         if self.other > 0 || self.echoed > 0 {
             let _ = writeln!(
@@ -225,6 +278,14 @@ impl Report {
     }
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(count: &usize) -> bool {
+    *count == 1
+}
+
 fn list(counts: &BTreeMap<String, u64>, what: &str) -> String {
     if counts.is_empty() {
         return String::new();
@@ -261,6 +322,10 @@ pub(crate) mod tests {
         Report {
             scenario: "s1".into(),
             url: "ws://127.0.0.1:3000/ws".into(),
+            servers: 1,
+            urls: Vec::new(),
+            same_server: None,
+            cross_server: None,
             clients: 100,
             connected: 100,
             senders: 10,
@@ -333,5 +398,48 @@ pub(crate) mod tests {
                 "{expected:?} missing from:\n{summary}"
             );
         }
+    }
+
+    /// Against one server the report says nothing of servers, in the summary or the JSON line;
+    /// against several it names them all and splits the latency.
+    #[test]
+    fn the_split_shows_only_with_several_servers() {
+        let one = report(1_000.0);
+        let json = serde_json::to_string(&one).expect("serializable");
+        for absent in ["servers", "urls", "same_server", "cross_server"] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
+        assert!(!one.summary().contains("cross-server"));
+        let back: Report = serde_json::from_str(&json).expect("a one-server line reads back");
+        assert_eq!(back, one);
+
+        let mut two = one;
+        two.servers = 2;
+        two.urls = vec![two.url.clone(), "ws://127.0.0.1:3002/ws".into()];
+        two.same_server = Some(ServerSplit {
+            delivered: 44_000,
+            p50_us: 1_200,
+            p99_us: 6_000,
+        });
+        two.cross_server = Some(ServerSplit {
+            delivered: 55_000,
+            p50_us: 2_500,
+            p99_us: 9_000,
+        });
+        let summary = two.summary();
+        for expected in [
+            "against 2 servers (ws://127.0.0.1:3000/ws, ws://127.0.0.1:3002/ws",
+            "same server: 44000 delivered, p50 1.20 ms, p99 6.00 ms",
+            "cross-server: 55000 delivered, p50 2.50 ms, p99 9.00 ms",
+        ] {
+            assert!(
+                summary.contains(expected),
+                "{expected:?} missing from:\n{summary}"
+            );
+        }
+        let json = serde_json::to_string(&two).expect("serializable");
+        assert!(json.contains("\"servers\":2"), "{json}");
+        let back: Report = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, two);
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     client::{self, Board, ConnectError, Ending, Pace, ReadOutcome, SendOutcome, SharedWriter},
-    report::{Report, RssSample},
+    report::{Report, RssSample, ServerSplit},
     scenario::{CONNECT_TIMEOUT, Plan, Rate},
     system::{self, CpuMark, Process},
     tally::Tally,
@@ -156,7 +156,13 @@ pub async fn run(plan: Plan) -> Report {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (sinks_tx, sinks_rx) = mpsc::unbounded_channel();
     let stalled: Vec<JoinHandle<()>> = (0..shared.plan.stalled)
-        .map(|_| tokio::spawn(stalled_client(Arc::clone(&shared), events_tx.clone())))
+        .map(|index| {
+            tokio::spawn(stalled_client(
+                Arc::clone(&shared),
+                index,
+                events_tx.clone(),
+            ))
+        })
         .collect();
     let readers: Vec<JoinHandle<Option<ReadOutcome>>> = (0..shared.plan.clients)
         .map(|client| {
@@ -221,6 +227,13 @@ pub async fn run(plan: Plan) -> Report {
     let delivered = total.delivered();
     let latency = total.latency();
     let quantile = |q: f64| latency.map_or(0, |histogram| histogram.value_at_quantile(q));
+    let split = |histogram: Option<&hdrhistogram::Histogram<u64>>| {
+        (plan.targets.len() > 1).then(|| ServerSplit {
+            delivered: histogram.map_or(0, |histogram| histogram.len()),
+            p50_us: histogram.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
+            p99_us: histogram.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
+        })
+    };
     let first_send_us = marks.send_start.map_or(0, |start| {
         start.saturating_duration_since(shared.clock).as_micros() as u64
     });
@@ -246,7 +259,22 @@ pub async fn run(plan: Plan) -> Report {
     }
     Report {
         scenario: plan.scenario.clone(),
-        url: plan.target.url.clone(),
+        url: plan
+            .targets
+            .first()
+            .map(|target| target.url.clone())
+            .unwrap_or_default(),
+        servers: plan.targets.len(),
+        urls: if plan.targets.len() > 1 {
+            plan.targets
+                .iter()
+                .map(|target| target.url.clone())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        same_server: split(total.same_server_latency()),
+        cross_server: split(total.cross_server_latency()),
         clients: plan.clients,
         connected: marks.connected,
         senders: plan.senders,
@@ -442,7 +470,7 @@ async fn reading_client(
         result = async {
             tokio::time::sleep_until(tokio::time::Instant::from_std(shared.clock + offset)).await;
             let _permit = shared.connecting.acquire().await;
-            client::connect(&plan.target, None, plan.read_buffer, seed(client)).await
+            client::connect(plan.target_of(client), None, plan.read_buffer, seed(client)).await
         } => result,
     };
     let connection = match result {
@@ -458,6 +486,16 @@ async fn reading_client(
         }
     };
     let own = (client < plan.senders).then_some(client as u32);
+    let mut tally = Tally::new(plan.senders, own);
+    if plan.targets.len() > 1 {
+        // Sender `s` is client `s`, so it is on the server of client `s`.
+        let server = plan.server_of(client);
+        tally = tally.split_by_server(
+            (0..plan.senders)
+                .map(|sender| plan.server_of(sender) != server)
+                .collect(),
+        );
+    }
     let writer = Arc::new(tokio::sync::Mutex::new(connection.write));
     if own.is_some() {
         // The writer goes to the run before the connect event, so it is there when the run
@@ -470,7 +508,7 @@ async fn reading_client(
         connection.frames,
         writer,
         client,
-        Tally::new(plan.senders, own),
+        tally,
         &shared.board,
         shared.clock,
         &shared.stop_reading,
@@ -492,12 +530,17 @@ fn report_connected(shared: &Shared, events: &mpsc::UnboundedSender<ConnectEvent
     });
 }
 
-/// A client that connects with a small receive buffer and never reads, until the run ends.
-async fn stalled_client(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectEvent>) {
+/// A client that connects with a small receive buffer and never reads, until the run ends. The
+/// `index`th of them goes to the `index`th URL, round-robin, as the reading clients do.
+async fn stalled_client(
+    shared: Arc<Shared>,
+    index: usize,
+    events: mpsc::UnboundedSender<ConnectEvent>,
+) {
     let connected = tokio::select! {
         () = shared.stop_reading.cancelled() => return,
         connected = client::connect(
-            &shared.plan.target,
+            shared.plan.target_of(index),
             Some(client::STALLED_RECEIVE_BUFFER),
             client::STALLED_RECEIVE_BUFFER as usize,
             seed(usize::MAX),

@@ -146,9 +146,9 @@ pub const DEFAULT_WINDOW: u64 = 24;
     after_help = "Every run prints a human summary on stderr and exactly one JSON line on stdout."
 )]
 pub struct Flags {
-    /// The server's WebSocket URL; loopback only (127.0.0.0/8, [::1], localhost).
-    #[arg(long, value_name = "URL", value_parser = target::parse)]
-    pub url: Target,
+    /// The server's WebSocket URL; loopback only (127.0.0.0/8, [::1], localhost). Give it more than once to spread the clients, senders included, round-robin over several servers (client n on URL n mod the number of URLs); the report then splits latency into same-server and cross-server deliveries.
+    #[arg(long, value_name = "URL", value_parser = target::parse, required = true)]
+    pub url: Vec<Target>,
     /// The scenario whose numbers the other flags override.
     #[arg(long, value_enum, default_value_t = Scenario::S1)]
     pub scenario: Scenario,
@@ -206,7 +206,9 @@ pub struct Flags {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub scenario: String,
-    pub target: Target,
+    /// The servers' URLs, at least one; clients are spread over them round-robin (see
+    /// [`Plan::server_of`]).
+    pub targets: Vec<Target>,
     pub clients: usize,
     pub senders: usize,
     pub rate: Rate,
@@ -237,7 +239,7 @@ impl Flags {
         let duration = self.duration.unwrap_or(defaults.duration);
         let plan = Plan {
             scenario: self.scenario.name().to_string(),
-            target: self.url.clone(),
+            targets: self.url.clone(),
             clients: self.clients.unwrap_or(defaults.clients),
             senders: self.senders.unwrap_or(defaults.senders),
             rate: self.rate.unwrap_or(defaults.rate),
@@ -263,7 +265,21 @@ impl Flags {
 }
 
 impl Plan {
+    /// Which of the URLs client `client` connects to: round-robin, so with several URLs the
+    /// clients, and the senders among them (sender `s` is client `s`), are spread evenly.
+    pub fn server_of(&self, client: usize) -> usize {
+        client % self.targets.len().max(1)
+    }
+
+    /// The URL client `client` connects to.
+    pub fn target_of(&self, client: usize) -> &Target {
+        &self.targets[self.server_of(client)]
+    }
+
     fn check(&self) -> Result<(), String> {
+        if self.targets.is_empty() {
+            return Err("--url: at least one URL is needed".into());
+        }
         if self.clients == 0 && self.stalled == 0 {
             return Err("--clients: at least one client is needed".into());
         }
@@ -399,6 +415,20 @@ mod tests {
             );
         }
         let err = plan_at("ws://10.1.2.3/ws", &[]).expect_err("not loopback");
+        assert!(err.contains("--url") && err.contains("loopback"), "{err}");
+    }
+
+    /// `--url` given several times spreads the clients round-robin, and every URL must pass the
+    /// loopback check, not only the first.
+    #[test]
+    fn several_urls_spread_the_clients_and_each_is_checked() {
+        let spread = plan(&["--url", "ws://127.0.0.1:3002/ws"]).expect("two loopback URLs");
+        assert_eq!(spread.targets.len(), 2);
+        let ports: Vec<u16> = (0..4)
+            .map(|client| spread.target_of(client).addr.port())
+            .collect();
+        assert_eq!(ports, [3000, 3002, 3000, 3002], "client n on URL n mod 2");
+        let err = plan(&["--url", "ws://10.1.2.3/ws"]).expect_err("the second is not loopback");
         assert!(err.contains("--url") && err.contains("loopback"), "{err}");
     }
 }

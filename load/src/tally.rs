@@ -35,6 +35,13 @@ pub struct Tally {
     /// Made at the first delivery: a client that receives nothing (an idle one among 10,000)
     /// should not cost the generator a histogram's memory.
     latency: Option<Histogram<u64>>,
+    /// With the clients spread over several servers: per sender, whether it is on another
+    /// server than this client. `None` with one server, and then nothing below is recorded.
+    cross_sender: Option<Vec<bool>>,
+    /// The latencies again, split: messages whose sender is on this client's server, and those
+    /// that crossed from another server.
+    same_latency: Option<Histogram<u64>>,
+    cross_latency: Option<Histogram<u64>>,
     /// Frames that were not the generator's messages (system notices, say).
     pub other: u64,
     /// The client's own messages, sent back to it.
@@ -50,10 +57,20 @@ impl Tally {
             own_sender,
             per_sender: vec![SenderTally::default(); senders],
             latency: None,
+            cross_sender: None,
+            same_latency: None,
+            cross_latency: None,
             other: 0,
             echoed: 0,
             last_delivery_us: 0,
         }
+    }
+
+    /// This tally splits its latencies into same-server and cross-server deliveries:
+    /// `cross_sender[s]` says whether sender `s` is on another server than this client.
+    pub fn split_by_server(mut self, cross_sender: Vec<bool>) -> Tally {
+        self.cross_sender = Some(cross_sender);
+        self
     }
 
     /// Counts a message stamped `stamp` that arrived at `received_at_us`. Returns the sender's
@@ -81,6 +98,20 @@ impl Tally {
         self.latency
             .get_or_insert_with(new_histogram)
             .saturating_record(latency);
+        if let Some(cross_sender) = &self.cross_sender {
+            let crossed = cross_sender
+                .get(stamp.sender as usize)
+                .copied()
+                .unwrap_or(false);
+            let split = if crossed {
+                &mut self.cross_latency
+            } else {
+                &mut self.same_latency
+            };
+            split
+                .get_or_insert_with(new_histogram)
+                .saturating_record(latency);
+        }
         self.last_delivery_us = self.last_delivery_us.max(received_at_us);
         Some(tally)
     }
@@ -105,6 +136,16 @@ impl Tally {
         self.latency.as_ref()
     }
 
+    /// The latencies of messages from a sender on this client's own server, when split.
+    pub fn same_server_latency(&self) -> Option<&Histogram<u64>> {
+        self.same_latency.as_ref()
+    }
+
+    /// The latencies of messages that crossed from another server, when split.
+    pub fn cross_server_latency(&self) -> Option<&Histogram<u64>> {
+        self.cross_latency.as_ref()
+    }
+
     /// Adds `other`'s counts and latencies to this tally (the sums a run reports).
     pub fn merge(&mut self, other: &Tally) {
         if self.per_sender.len() < other.per_sender.len() {
@@ -116,11 +157,16 @@ impl Tally {
             mine.out_of_order += theirs.out_of_order;
             mine.next = mine.next.max(theirs.next);
         }
-        if let Some(theirs) = &other.latency {
-            self.latency
-                .get_or_insert_with(new_histogram)
-                .add(theirs)
-                .expect("every histogram has the same bounds");
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.same_latency, &other.same_latency),
+            (&mut self.cross_latency, &other.cross_latency),
+        ] {
+            if let Some(theirs) = theirs {
+                mine.get_or_insert_with(new_histogram)
+                    .add(theirs)
+                    .expect("every histogram has the same bounds");
+            }
         }
         self.other += other.other;
         self.echoed += other.echoed;
@@ -221,6 +267,39 @@ mod tests {
             latency.max()
         );
         assert_eq!(tally.last_delivery_us, 2_750);
+    }
+
+    /// Split by server, each delivery's latency also goes to the same-server or the
+    /// cross-server histogram, by where its sender is; merged tallies add both.
+    #[test]
+    fn latencies_are_split_by_where_the_sender_is() {
+        // Sender 0 on this client's server, sender 1 on another.
+        let mut tally = Tally::new(2, None).split_by_server(vec![false, true]);
+        tally.record(stamp(0, 0, 0), 100);
+        tally.record(stamp(1, 0, 0), 900);
+        tally.record(stamp(1, 1, 0), 1_000);
+        let same = tally
+            .same_server_latency()
+            .expect("one same-server delivery");
+        let cross = tally
+            .cross_server_latency()
+            .expect("two cross-server deliveries");
+        assert_eq!((same.len(), cross.len()), (1, 2));
+        assert_eq!(same.max(), 100);
+        assert!(cross.min() >= 900, "cross min {}", cross.min());
+
+        let mut total = Tally::new(2, None);
+        total.merge(&tally);
+        total.merge(&tally);
+        assert_eq!(total.latency().map(Histogram::len), Some(6));
+        assert_eq!(total.cross_server_latency().map(Histogram::len), Some(4));
+
+        let mut alone = Tally::new(1, None);
+        alone.record(stamp(0, 0, 0), 5);
+        assert!(
+            alone.same_server_latency().is_none() && alone.cross_server_latency().is_none(),
+            "with one server nothing is split"
+        );
     }
 
     /// Merging adds every client's deliveries, out-of-order counts and latencies.

@@ -20,9 +20,14 @@ async fn chapter_04() -> TestServer {
 
 /// Runs the generator's library with `flags` against `server`.
 async fn generate(server: &TestServer, flags: &[&str]) -> Report {
-    let url = server.ws_url();
-    let args = ["fanout-load", "--url", url.as_str(), "--no-progress"]
+    generate_at(&[server.ws_url()], flags).await
+}
+
+/// Runs the generator's library with `flags`, its clients spread over `urls`.
+async fn generate_at(urls: &[String], flags: &[&str]) -> Report {
+    let args = ["fanout-load", "--no-progress"]
         .into_iter()
+        .chain(urls.iter().flat_map(|url| ["--url", url.as_str()]))
         .chain(flags.iter().copied());
     let plan = Flags::try_parse_from(args)
         .expect("valid flags")
@@ -135,5 +140,106 @@ async fn a_client_that_never_reads_costs_the_readers_nothing() {
         (100, 300, 300, 0),
         "{}",
         report.summary()
+    );
+}
+
+/// Two URLs of two separate chapter 04 servers (two chats, nothing between them): the clients
+/// and the senders go round-robin, so each server has one sender and one other reader, and every
+/// message reaches exactly the one client on its sender's server. Nothing crosses, and the
+/// report counts it as same-server deliveries and misses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_spread_round_robin_over_the_urls() {
+    let (first, second) = (chapter_04().await, chapter_04().await);
+    let report = generate_at(
+        &[first.ws_url(), second.ws_url()],
+        &[
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--rate",
+            "200",
+            "--messages",
+            "20",
+            "--ramp",
+            "0s",
+            "--duration",
+            "30s",
+            "--drain",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(report.servers, 2, "{}", report.summary());
+    assert_eq!(report.urls, [first.ws_url(), second.ws_url()]);
+    assert_eq!(
+        (report.connected, report.sent),
+        (4, 40),
+        "{}",
+        report.summary()
+    );
+    let same = report.same_server.expect("a split with two URLs");
+    let cross = report.cross_server.expect("a split with two URLs");
+    assert_eq!(
+        (same.delivered, cross.delivered),
+        (40, 0),
+        "clients 0 and 2 on the first server, 1 and 3 on the second: each message reaches the \
+         one other client of its sender's server:\n{}",
+        report.summary()
+    );
+    assert_eq!(
+        (report.expected, report.lost),
+        (120, 80),
+        "the two other clients of each message were on the other chat"
+    );
+    assert!(report.summary().contains("against 2 servers"));
+}
+
+/// One chapter 04 server under two spellings of its URL: every message arrives, and each is
+/// counted once in the split, as same-server when its sender used the receiver's URL and as
+/// cross-server otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_split_by_the_urls_of_sender_and_receiver() {
+    let server = chapter_04().await;
+    let by_name = format!("ws://localhost:{}/ws", server.addr.port());
+    let report = generate_at(
+        &[server.ws_url(), by_name],
+        &[
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--messages",
+            "100",
+            "--ramp",
+            "0s",
+            "--duration",
+            "30s",
+            "--drain",
+            "20s",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (report.delivered, report.lost),
+        (600, 0),
+        "{}",
+        report.summary()
+    );
+    let same = report.same_server.expect("a split with two URLs");
+    let cross = report.cross_server.expect("a split with two URLs");
+    // Sender 0 (first URL) reaches client 2 on its URL and clients 1 and 3 on the other; sender
+    // 1 (second URL) likewise: one same-URL and two cross-URL deliveries per message.
+    assert_eq!(
+        (same.delivered, cross.delivered),
+        (200, 400),
+        "{}",
+        report.summary()
+    );
+    assert!(
+        same.p50_us > 0 && same.p50_us <= same.p99_us && cross.p50_us <= cross.p99_us,
+        "{:?} {:?}",
+        same,
+        cross
     );
 }

@@ -234,3 +234,15 @@ async fn closes_are_counted_by_code() {
     assert_eq!(json["disconnects"], 3, "{json}");
     assert_eq!(json["closes"]["1008"], 3, "{json}");
 }
+
+/// `--help` says that `--url` may be given more than once, and how the clients are spread.
+#[tokio::test]
+async fn the_help_says_several_urls_spread_the_clients() {
+    let help = fanout_load(&["--help"]).await;
+    assert_eq!(help.code, Some(0), "stderr:\n{}", help.stderr);
+    assert!(
+        help.stdout.contains("more than once") && help.stdout.contains("round-robin"),
+        "--url's help should say it can be repeated and how clients are spread:\n{}",
+        help.stdout
+    );
+}

@@ -47,6 +47,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The process id of the running server (for reading its CPU time from `/proc`), `None`
+    /// while it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (as a crash would: nothing is saved, clients see their connections
     /// reset) and waits for it to be gone.
     pub fn stop(&mut self) {

@@ -35,17 +35,23 @@ pub const RUNS: &[Run] = &[
         measures: false,
         go: |ctx| Box::pin(outage(ctx)),
     },
+    Run {
+        name: "11-load",
+        about: "chapter 11 under fanout-load's s1: one instance on Redis, then two on one Redis with the clients spread over both; deliveries/s, lost, p50/p99 and the cross-server p99 side by side",
+        measures: true,
+        go: |ctx| Box::pin(super::ch11_load::load(ctx)),
+    },
 ];
 
 /// The chapter's binary.
-const BIN: &str = "ch11-many-servers";
+pub(super) const BIN: &str = "ch11-many-servers";
 
 /// Where the second server listens in record mode, beside the first's default `:3000` (and its
 /// own port, not 3001, which a reader following the earlier chapters gave to `--tcp`).
-const SECOND_ADDR: &str = "127.0.0.1:3002";
+pub(super) const SECOND_ADDR: &str = "127.0.0.1:3002";
 
 /// `$ redis-server …`: the command line the run's Redis was started with.
-fn redis_command(redis: &RedisServer) -> String {
+pub(super) fn redis_command(redis: &RedisServer) -> String {
     format!(
         "$ redis-server --port {} --bind 127.0.0.1 --save \"\" --appendonly no",
         redis.port
@@ -94,7 +100,7 @@ async fn instance(ctx: &Ctx, bin: &Path, url: &str, second: bool) -> Result<Inst
 }
 
 /// A number of the server's `/stats`.
-async fn stat(server: &Server, name: &str) -> Result<u64> {
+pub(super) async fn stat(server: &Server, name: &str) -> Result<u64> {
     let response = stage_tests::http::get(server.addr, "/stats").await;
     let json: serde_json::Value = serde_json::from_str(&response.body)
         .with_context(|| format!("/stats is not JSON: {:?}", response.body))?;
@@ -106,7 +112,7 @@ async fn stat(server: &Server, name: &str) -> Result<u64> {
 /// Waits (at most [`WAIT`]) until `/stats` of `server` says `name` is at least `least`. The
 /// servers find each other on their own time (a heartbeat, a `Hello` answered), with no line a
 /// run could wait for, so it asks, as the stage tests do.
-async fn wait_for_stat(server: &Server, name: &str, least: u64) -> Result<()> {
+pub(super) async fn wait_for_stat(server: &Server, name: &str, least: u64) -> Result<()> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let value = stat(server, name).await?;

@@ -524,6 +524,11 @@ impl Server {
         }
     }
 
+    /// The process id, for reading its CPU time from `/proc`; `None` once it has exited.
+    pub fn process_id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     fn pid(&self) -> Result<Pid> {
         let pid = self.child.id().context("the server has exited")?;
         Ok(Pid::from_raw(i32::try_from(pid)?))

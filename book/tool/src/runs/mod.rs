@@ -45,6 +45,7 @@ mod ch09;
 mod ch10;
 mod ch10_metrics;
 mod ch11;
+mod ch11_load;
 pub mod harness;
 pub mod shape;
 
