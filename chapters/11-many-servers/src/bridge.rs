@@ -303,7 +303,7 @@ impl Bridge {
                     Inbound::Envelope(_) => {} // our own, delivered already
                     Inbound::Lost => self.lost("the connection to redis was lost").await,
                 },
-                // ⑬ again, as chapter 08's writer: take everything queued, send it in one go.
+                // As chapter 08's writer does (⑬): take everything queued, send it in one go.
                 taken = jobs.recv_many(&mut job_batch, BATCH), if jobs_open => match taken {
                     0 => jobs_open = false,
                     _ => self.jobs(job_batch.drain(..)).await,
