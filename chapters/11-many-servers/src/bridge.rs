@@ -13,8 +13,7 @@
 //! order (this task publishes them in the order it took them, on one connection: a batch goes as
 //! one pipeline, and Redis answers one connection's commands in the order they were sent), and
 //! Redis delivers the messages of one channel to each subscriber in the order they were
-//! published. Every link in
-//! that chain is first in, first out; none is shared out among workers.
+//! published. Every link in that chain is first in, first out; none is shared out among workers.
 //!
 //! Why a `ConnectionManager` and not `aio::PubSub`: a `PubSub` connection that loses Redis just
 //! ends its stream of messages, and subscribing again on a new connection would be ours to do.
@@ -493,7 +492,8 @@ impl Bridge {
     }
 
     /// What the broker queued for the other instances, in its order: the news in a row goes as
-    /// one pipeline; a claim, which waits for its answer, after the news queued before it.
+    /// one pipeline; a claim or a release, which waits for its answer, after the news queued
+    /// before it.
     async fn outbound(&mut self, batch: impl Iterator<Item = Outbound>) {
         let mut news = Vec::new();
         for out in batch {
@@ -509,6 +509,7 @@ impl Bridge {
         self.publish(&news).await;
     }
 
+    /// One item of the broker's on its own: a claim or a release (news, too, should one come).
     async fn claim_or_release(&mut self, out: Outbound) {
         match out {
             Outbound::Publish(news) => self.publish(&[news]).await,
