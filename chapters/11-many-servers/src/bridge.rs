@@ -10,9 +10,10 @@
 //!
 //! Why each sender's messages stay in order across instances: a client's messages reach its
 //! broker in order (one connection, one reader), leave it in order (one queue), are published in
-//! order (this task publishes one after the other, on one connection), and Redis delivers the
-//! messages of one channel to each subscriber in the order they were published. Every link in
-//! that chain is first in, first out; none is shared out among workers.
+//! order (this task publishes them in the order it took them, on one connection: a batch goes as
+//! one pipeline, and Redis answers one connection's commands in the order they were sent), and
+//! Redis delivers the messages of one channel to each subscriber in the order they were
+//! published. Every link in that chain is first in, first out; none is shared out among workers.
 //!
 //! Why a `ConnectionManager` and not `aio::PubSub`: a `PubSub` connection that loses Redis just
 //! ends its stream of messages, and subscribing again on a new connection would be ours to do.
@@ -94,6 +95,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const INBOUND: usize = 4096;
 /// How many messages for other instances may wait for the bridge.
 pub const OUTBOUND: usize = 4096;
+/// The most the bridge takes from one of its queues at a time, to send to Redis as one pipeline.
+const BATCH: usize = 256;
 
 /// What `serve` gets from [`start`]: the queues into the bridge and what it counts.
 #[derive(Debug)]
@@ -284,6 +287,7 @@ impl Bridge {
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut outbound_open, mut jobs_open) = (true, true);
+        let (mut job_batch, mut out_batch) = (Vec::new(), Vec::new());
         self.reconnect().await;
         while outbound_open || jobs_open {
             // In this order when several are ready: a history write that the broker made before
@@ -298,13 +302,14 @@ impl Bridge {
                     Inbound::Envelope(_) => {} // our own, delivered already
                     Inbound::Lost => self.lost("the connection to redis was lost").await,
                 },
-                job = jobs.recv(), if jobs_open => match job {
-                    Some(job) => self.job(job).await,
-                    None => jobs_open = false,
+                // As chapter 08's writer does (⑬): take everything queued, send it in one go.
+                taken = jobs.recv_many(&mut job_batch, BATCH), if jobs_open => match taken {
+                    0 => jobs_open = false,
+                    _ => self.jobs(job_batch.drain(..)).await,
                 },
-                out = outbound.recv(), if outbound_open => match out {
-                    Some(out) => self.outbound(out).await,
-                    None => outbound_open = false,
+                taken = outbound.recv_many(&mut out_batch, BATCH), if outbound_open => match taken {
+                    0 => outbound_open = false,
+                    _ => self.outbound(out_batch.drain(..)).await,
                 },
                 _ = beat.tick() => self.heartbeat().await,
                 () = sleep_until(self.retry_at), if !self.up => self.reconnect().await,
@@ -331,22 +336,26 @@ impl Bridge {
         if !self.up {
             return None;
         }
-        match timeout(
+        let outcome = timeout(
             COMMAND_TIMEOUT,
             command.query_async::<T>(&mut self.connection),
         )
-        .await
-        {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(err)) => {
-                self.failed(&err).await;
-                None
-            }
-            Err(_) => {
-                self.lost("redis did not answer in time").await;
-                None
-            }
+        .await;
+        self.settle(outcome).await
+    }
+
+    /// [`call`](Self::call) for a pipeline: its commands go in one write, and their answers
+    /// come back in one read. `true` if Redis answered them all.
+    async fn send(&mut self, pipeline: &redis::Pipeline) -> bool {
+        if !self.up {
+            return false;
         }
+        let outcome = timeout(
+            COMMAND_TIMEOUT,
+            pipeline.query_async::<()>(&mut self.connection),
+        )
+        .await;
+        self.settle(outcome).await.is_some()
     }
 
     /// [`call`](Self::call) for a script.
@@ -364,6 +373,15 @@ impl Bridge {
             invocation.invoke_async::<i64>(&mut self.connection),
         )
         .await;
+        self.settle(outcome).await
+    }
+
+    /// What came of a command given [`COMMAND_TIMEOUT`]: its answer, or `None` (and Redis
+    /// counted out of reach if that is why).
+    async fn settle<T>(
+        &mut self,
+        outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
         match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
@@ -451,7 +469,7 @@ impl Bridge {
     /// the broker sweep.
     async fn heartbeat(&mut self) {
         if self.up {
-            self.publish(&News::Alive).await;
+            self.publish(&[News::Alive]).await;
             if self.refreshed.elapsed() >= REFRESH {
                 self.refresh().await;
             }
@@ -473,9 +491,28 @@ impl Bridge {
         }
     }
 
-    async fn outbound(&mut self, out: Outbound) {
+    /// What the broker queued for the other instances, in its order: the news in a row goes as
+    /// one pipeline; a claim or a release, which waits for its answer, after the news queued
+    /// before it.
+    async fn outbound(&mut self, batch: impl Iterator<Item = Outbound>) {
+        let mut news = Vec::new();
+        for out in batch {
+            match out {
+                Outbound::Publish(item) => news.push(item),
+                other => {
+                    self.publish(&news).await;
+                    news.clear();
+                    self.claim_or_release(other).await;
+                }
+            }
+        }
+        self.publish(&news).await;
+    }
+
+    /// One item of the broker's on its own: a claim or a release (news, too, should one come).
+    async fn claim_or_release(&mut self, out: Outbound) {
         match out {
-            Outbound::Publish(news) => self.publish(&news).await,
+            Outbound::Publish(news) => self.publish(&[news]).await,
             Outbound::Claim { id, nick } => {
                 let claim = self.claim(id, &nick).await;
                 // Provisional: claimed for real by the refresh once Redis is back.
@@ -493,21 +530,30 @@ impl Bridge {
     }
 
     // ANCHOR: publish
-    /// Publishes `news` on [`CHANNEL`]; while Redis is out of reach it is dropped, and counted.
-    async fn publish(&mut self, news: &News) {
-        let envelope = Envelope {
-            from: self.instance,
-            news: news.clone(),
-        };
-        let sent = match serde_json::to_string(&envelope) {
-            Ok(json) => {
-                let command = redis::cmd("PUBLISH").arg(CHANNEL).arg(json).clone();
-                self.call::<u64>(&command).await.is_some()
+    /// Publishes `news` on [`CHANNEL`], in order, as one pipeline: one round trip to Redis for
+    /// the lot, not one each. While Redis is out of reach the lot is dropped, and counted.
+    async fn publish(&mut self, news: &[News]) {
+        let mut pipeline = redis::pipe();
+        let mut unsent = Vec::new();
+        for item in news {
+            let envelope = Envelope {
+                from: self.instance,
+                news: item.clone(),
+            };
+            match serde_json::to_string(&envelope) {
+                Ok(json) => {
+                    pipeline.cmd("PUBLISH").arg(CHANNEL).arg(json).ignore();
+                }
+                Err(_) => unsent.push(item),
             }
-            Err(_) => false,
-        };
-        if !sent && !matches!(news, News::Alive) {
-            self.counts.unpublished.inc(Unpublished::RedisAway);
+        }
+        if !pipeline.is_empty() && !self.send(&pipeline).await {
+            unsent = news.iter().collect();
+        }
+        for item in unsent {
+            if !matches!(item, News::Alive) {
+                self.counts.unpublished.inc(Unpublished::RedisAway);
+            }
         }
     }
     // ANCHOR_END: publish

@@ -22,34 +22,48 @@ pub const UNAVAILABLE: &str =
     "history is unavailable right now (the server cannot use Redis); chat goes on";
 
 impl Bridge {
-    /// A history job: a write goes to its scope's stream, a read comes from its room's. Writes
+    /// History jobs: a write goes to its scope's stream, a read comes from its room's. Writes
     /// and reads come through one queue, in the broker's order, so a read sees every write the
-    /// broker made before it (the seam of chapter 10, for this instance's messages).
-    pub(super) async fn job(&mut self, job: Job) {
-        match job {
-            Job::Write(record) => self.write(&record).await,
-            Job::Read(read) => {
-                let answer = self.read(&read).await;
-                let event = Event::History {
-                    to: read.to,
-                    ticket: read.ticket,
-                    answer,
-                };
-                if let Some(events) = self.events.upgrade() {
-                    let _ = events.send(event).await;
+    /// broker made before it (the seam of chapter 10, for this instance's messages): the writes
+    /// in a row go as one pipeline, and a read after them.
+    pub(super) async fn jobs(&mut self, batch: impl Iterator<Item = Job>) {
+        let mut writes = Vec::new();
+        for job in batch {
+            match job {
+                Job::Write(record) => writes.push(record),
+                Job::Read(read) => {
+                    self.write(&writes).await;
+                    writes.clear();
+                    self.answer(read).await;
                 }
             }
         }
+        self.write(&writes).await;
     }
 
-    async fn write(&mut self, record: &Record) {
-        let written = match (
-            storage::scope(&record.message.body),
-            serde_json::to_string(&record.message),
-        ) {
-            (Some(scope), Ok(json)) => {
+    async fn answer(&mut self, read: Read) {
+        let answer = self.read(&read).await;
+        let event = Event::History {
+            to: read.to,
+            ticket: read.ticket,
+            answer,
+        };
+        if let Some(events) = self.events.upgrade() {
+            let _ = events.send(event).await;
+        }
+    }
+
+    /// Appends `records` to their streams, in order, as one pipeline.
+    async fn write(&mut self, records: &[Record]) {
+        let mut pipeline = redis::pipe();
+        for record in records {
+            if let (Some(scope), Ok(json)) = (
+                storage::scope(&record.message.body),
+                serde_json::to_string(&record.message),
+            ) {
                 // `~`: Redis trims whole blocks when it is cheap, so a stream holds about `keep`.
-                let command = redis::cmd("XADD")
+                pipeline
+                    .cmd("XADD")
                     .arg(stream_key(&scope))
                     .arg("MAXLEN")
                     .arg("~")
@@ -57,17 +71,22 @@ impl Bridge {
                     .arg("*")
                     .arg("m")
                     .arg(json)
-                    .clone();
-                self.call::<String>(&command).await.is_some()
+                    .ignore();
+            } else {
+                self.history_counts.failures.inc();
             }
-            _ => false,
-        };
-        let count = if written {
+        }
+        if pipeline.is_empty() {
+            return;
+        }
+        let count = if self.send(&pipeline).await {
             &self.history_counts.writes
         } else {
             &self.history_counts.failures
         };
-        count.inc();
+        for _ in 0..pipeline.len() {
+            count.inc();
+        }
     }
 
     async fn read(&mut self, read: &Read) -> Result<Vec<ChatMessage>, String> {
