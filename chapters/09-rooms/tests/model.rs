@@ -477,14 +477,14 @@ impl Model {
             }
         };
         match input {
-            Input::Say(text) => self.announce(
-                from,
-                Body::Chat {
+            Input::Say(text) => {
+                let said = Body::Chat {
                     room,
                     from: nick,
                     text,
-                },
-            ),
+                };
+                self.announce(from, said);
+            }
             Input::Command(Command::Nick(new)) => {
                 let new = new.to_string();
                 if self.holder(&new).is_some_and(|holder| holder != from) {
@@ -528,14 +528,12 @@ impl Model {
                 }
                 Some(recipient) => {
                     let to = self.clients[recipient].nick.clone();
-                    self.tell(
-                        recipient,
-                        Body::Private {
-                            from: nick,
-                            to,
-                            text,
-                        },
-                    );
+                    let said = Body::Private {
+                        from: nick,
+                        to,
+                        text,
+                    };
+                    self.tell(recipient, said);
                 }
             },
             Input::Command(Command::Who) => self.who(from),
