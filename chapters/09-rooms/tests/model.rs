@@ -448,7 +448,6 @@ impl Model {
         self.welcome(index);
     }
 
-    // ANCHOR: model_line
     /// Client `from` sends `line`: the broker handles it, and the model works out what must have
     /// happened, from the line as the chapter's parser reads it (the parser has tests of its own).
     fn line(&mut self, from: usize, line: String) {
@@ -562,7 +561,6 @@ impl Model {
         self.announce(from, Body::Joined { room: target, name });
         self.welcome(from);
     }
-    // ANCHOR_END: model_line
 
     /// Tells `index` who and where it is, and who is there with it.
     fn welcome(&mut self, index: usize) {
