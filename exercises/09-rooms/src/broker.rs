@@ -181,6 +181,15 @@ impl Default for Broker {
     }
 }
 
+/// Why a client is removed, for the counts: `/stats` counts every departure, and the timed-out
+/// ones apart (a timeout, or a queue full for the stall limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// It left, quit, or its writer ended.
+    Left,
+    TimedOut,
+}
+
 /// What one message is, for [`Broker::send`]: something the broker says (counted or not), or a
 /// client's binary data passed on as it came.
 enum Outgoing<'a> {
@@ -217,7 +226,7 @@ impl Broker {
                 // Removing an id that is not there is fine: `remove` just returns `false`. That
                 // happens when the broker has already removed a connection whose writer ended.
                 // Dropping the outbox ends that connection's writer.
-                self.remove(id, now);
+                self.remove(id, Departure::Left, now);
             }
             Event::Stats { reply } => {
                 // If the asker has given up waiting, nobody reads the answer, and that is fine.
@@ -238,9 +247,7 @@ impl Broker {
             Event::Refusal { to, reason } => self.tell(to, Body::Error { text: reason }, now),
             Event::Refused => self.counts.refused = self.counts.refused.saturating_add(1),
             Event::TimedOut { id } => {
-                if self.remove(id, now) {
-                    self.counts.timed_out = self.counts.timed_out.saturating_add(1);
-                }
+                self.remove(id, Departure::TimedOut, now);
             }
         }
     }
@@ -283,18 +290,23 @@ impl Broker {
         }
     }
 
-    /// Takes `id` out of every map and tells its room it left. Returns whether it was there.
-    /// Telling the room may find more clients to let go (a closed queue, a stall): they are
-    /// removed in turn, from a list rather than by recursion, however many there are.
-    fn remove(&mut self, id: ConnId, now: Instant) -> bool {
-        let mut pending = vec![id];
+    /// Takes `id` out of every map and tells its room it left; counts it as gone, and as timed
+    /// out if `why` says so. Returns whether it was there. Telling the room may find more clients
+    /// to let go (a closed queue, a stall): they are removed in turn, from a list rather than by
+    /// recursion, however many there are.
+    fn remove(&mut self, id: ConnId, why: Departure, now: Instant) -> bool {
+        let mut pending = vec![(id, why)];
         let mut found = false;
-        while let Some(next) = pending.pop() {
+        while let Some((next, why)) = pending.pop() {
             let Some(gone) = self.clients.remove(&next) else {
                 continue;
             };
             found |= next == id;
             self.counts.disconnected = self.counts.disconnected.saturating_add(1);
+            // Counted here, once: a stalled client may miss several messages before it goes.
+            if why == Departure::TimedOut {
+                self.counts.timed_out = self.counts.timed_out.saturating_add(1);
+            }
             if self.names.get(&gone.nick.key()) == Some(&next) {
                 self.names.remove(&gone.nick.key());
             }
@@ -339,8 +351,8 @@ impl Broker {
 
     /// Offers a message to each of `to`, then removes the clients that turned out to be gone.
     fn send(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) {
-        for gone in self.deliver(to, message, now) {
-            self.remove(gone, now);
+        for (gone, why) in self.deliver(to, message, now) {
+            self.remove(gone, why, now);
         }
     }
 
@@ -356,9 +368,14 @@ impl Broker {
     }
 
     /// Offers `message` to each of `to`, without waiting for any, and returns those that are
-    /// gone: their writer has ended, or their queue has been full for the stall limit. Each
-    /// rendering of the message is made once, for the first recipient that needs it.
-    fn deliver(&mut self, to: &[ConnId], message: Outgoing<'_>, now: Instant) -> Vec<ConnId> {
+    /// gone, and why: their writer has ended, or their queue has been full for the stall limit.
+    /// Each rendering of the message is made once, for the first recipient that needs it.
+    fn deliver(
+        &mut self,
+        to: &[ConnId],
+        message: Outgoing<'_>,
+        now: Instant,
+    ) -> Vec<(ConnId, Departure)> {
         let (mut payloads, raw, counted) = match message {
             Outgoing::Chat(chat) => (Some(Payloads::new(chat)), None, chat.is_relayed()),
             Outgoing::Raw(raw) => (None, Some(raw), true),
@@ -404,12 +421,11 @@ impl Broker {
                     let full_since = *client.full_since.get_or_insert(now);
                     if now.saturating_duration_since(full_since) >= self.stall_limit {
                         tracing::warn!(%id, missed = client.missed, "client stopped reading: letting it go");
-                        self.counts.timed_out = self.counts.timed_out.saturating_add(1);
-                        gone.push(*id);
+                        gone.push((*id, Departure::TimedOut));
                     }
                 }
                 // ④ Closed: the writer has ended, so nobody will ever read this queue.
-                Err(TrySendError::Closed(_)) => gone.push(*id),
+                Err(TrySendError::Closed(_)) => gone.push((*id, Departure::Left)),
             }
         }
         gone

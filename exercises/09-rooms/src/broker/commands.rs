@@ -11,7 +11,7 @@
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use tokio::time::Instant;
 
-use super::{Broker, ConnId, Outgoing};
+use super::{Broker, ConnId, Departure, Outgoing};
 use crate::{
     command::{self, Command, Input},
     message::{Body, ChatMessage, RoomCount},
@@ -126,7 +126,7 @@ impl Broker {
                     };
                     let _ = me.outbox.try_send(Message::Close(Some(bye)));
                 }
-                self.remove(from, now);
+                self.remove(from, Departure::Left, now);
             }
         }
     }
