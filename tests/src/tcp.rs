@@ -1,9 +1,12 @@
 //! Stage 09 onwards: plain TCP clients. With `--tcp HOST:PORT` the server also takes line-based
 //! clients (`nc`, `telnet`) into the same rooms as the browsers: a line in is a message or a
 //! command, and each message comes out as one readable line. Lines are bounded; a line too long
-//! or not UTF-8 gets an error line and the connection goes on.
+//! or not UTF-8 gets an error line and the connection goes on. A terminal cannot answer a ping,
+//! so the idle timeout asks it in words: a client silent for `--idle-timeout` minus
+//! `--ping-interval` is asked for a line (an empty one will do), and one silent for the whole
+//! `--idle-timeout` is told why and cut off.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -31,6 +34,9 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary terminal_clients_count_against_the_connection_limit,
     @binary quit_closes_a_terminal_connection,
     @binary a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back,
+    @binary a_silent_terminal_is_asked_for_a_line_then_cut_off,
+    @binary an_empty_line_answers_the_question_and_the_client_chats_on,
+    @binary an_empty_line_reaches_nobody,
     @binary tcp_is_off_unless_asked_for,
 ];
 
@@ -381,6 +387,100 @@ async fn a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back(target: 
     let mut sink = Vec::new();
     let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut sink)).await;
     assert!(read.is_ok(), "the stalled terminal's connection should end");
+}
+
+/// `--ping-interval 200ms --idle-timeout 600ms`: a terminal that sends nothing is asked for a line
+/// no sooner than 400 ms after it connected, told the time it has left (200ms); then, silent
+/// still, it reads why it is closed (600ms) no sooner than 600 ms, and the connection ends.
+/// `/stats` counts it timed out, as a browser that stopped answering pings.
+async fn a_silent_terminal_is_asked_for_a_line_then_cut_off(target: Target) {
+    let (server, addr) = start(
+        &target,
+        &["--ping-interval", "200ms", "--idle-timeout", "600ms"],
+    )
+    .await;
+    let connected = tokio::time::Instant::now();
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    let question = tom.expect_prefix("! ").await;
+    let asked_after = connected.elapsed();
+    assert!(
+        question.contains("still there") && question.contains("200ms"),
+        "the question should ask for a line and say the time left: {question:?}"
+    );
+    assert!(
+        asked_after >= Duration::from_millis(400),
+        "asked after {asked_after:?}, before --idle-timeout minus --ping-interval"
+    );
+    let last = tom.expect_end().await;
+    let closed_after = connected.elapsed();
+    assert!(
+        matches!(last.as_slice(), [line] if line.starts_with("! ") && line.contains("600ms")),
+        "one last line saying why, then the end: {last:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(600),
+        "closed after {closed_after:?}, before --idle-timeout"
+    );
+    let timed_out = crate::wait_until(
+        WAIT,
+        || async { http::get(server.addr, "/stats").await.body },
+        |body: &String| body.contains("\"timed_out\":1"),
+    )
+    .await;
+    assert!(
+        timed_out.is_ok(),
+        "/stats should count it timed out: {timed_out:?}"
+    );
+}
+
+/// `--ping-interval 1s --idle-timeout 2s`: a terminal asked for a line sends an empty one, and that
+/// is enough: the next thing it reads is the same question a full interval later, not the
+/// goodbye (the empty line restarted the clock). Then it says something, and a terminal that
+/// joined meanwhile reads it.
+async fn an_empty_line_answers_the_question_and_the_client_chats_on(target: Target) {
+    let (_server, addr) = start(&target, &["--ping-interval", "1s", "--idle-timeout", "2s"]).await;
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    tom.send("/nick tom").await;
+    tom.expect_prefix("* you are tom").await;
+    tom.expect("* in lobby: tom").await;
+    let question = tom.expect_prefix("! ").await;
+    assert!(question.contains("still there"), "{question:?}");
+    tom.send("").await;
+    let again = tom.next().await;
+    assert_eq!(
+        again, question,
+        "after an empty line, the question again, not the goodbye"
+    );
+    let mut ann = LineClient::connect_welcomed(addr, "ann").await;
+    tom.expect_prefix("* guest-").await; // joined
+    tom.send("still here").await;
+    ann.expect("[lobby] tom: still here").await;
+}
+
+/// An empty line, or one of spaces and tabs, is taken in silence: neither its sender nor a
+/// terminal or a browser in the room reads anything for it. The next thing each reads is what
+/// came after it (the order a client's lines are handled in is the order it sent them).
+async fn an_empty_line_reaches_nobody(target: Target) {
+    let (server, addr) = start(&target, &[]).await;
+    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    let mut ann = LineClient::connect_welcomed(addr, "ann").await;
+    tom.expect_prefix("* guest-").await; // ann joined
+    tom.send_raw(b"\n \t \r\n").await;
+    tom.send("/rooms").await;
+    tom.expect("* rooms: lobby (3)").await;
+    tom.send("after").await;
+    let heard = ann.expect_prefix("[lobby] guest-").await;
+    assert!(
+        heard.ends_with(": after"),
+        "the blank lines reached nobody: {heard:?}"
+    );
+    let chat = alice.expect_past_notices("chat").await;
+    assert_eq!(
+        field(&chat, "text"),
+        "after",
+        "the blank lines reached nobody"
+    );
 }
 
 /// Without `--tcp` no TCP port is opened (no `tcp listening on` line), and `--help` describes
