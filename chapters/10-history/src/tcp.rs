@@ -5,14 +5,14 @@
 //! (a TCP client is one more [`ConnId`] with an [`Outbox`](crate::outbox::Outbox), joined with
 //! [`Wire::Lines`]), the same `--max-connections` places (and `--max-connections-per-ip`), the
 //! same rate limit, the same byte-bounded queue and slow-consumer policy, the same
-//! `--write-timeout`, the same shutdown.
+//! `--write-timeout` and `--idle-timeout`, the same shutdown.
 //!
-//! Two things differ because a terminal is not a browser:
+//! Two things are done differently because a terminal is not a browser:
 //! - A line is bounded (`--max-line-bytes`) but there are no frames to refuse: a line that is
 //!   too long, or not UTF-8, gets one error line, its bytes up to the next newline are skipped,
 //!   and the connection goes on with the next line. A newline always resynchronises, so there
 //!   is no need to hang up.
-//! - `nc` cannot answer a WebSocket ping, so the server asks in words (⑩, see [`listen`]). After
+//! - `nc` cannot answer a WebSocket ping, so the server asks in words (⑩, see `listen`). After
 //!   `--idle-timeout` minus `--ping-interval` without a line, the client reads `! still there?
 //!   ...`; any line answers, an empty one included, and restarts the clock. Silent for the whole
 //!   `--idle-timeout`, it reads one last line saying why, and is cut off and counted as timed
