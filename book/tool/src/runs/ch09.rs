@@ -179,10 +179,13 @@ async fn idle(ctx: Ctx) -> Result<Transcript> {
     anyhow::ensure!(last.contains("closing"), "told {last:?}");
     let end = tom.client.next_within(WAIT).await;
     anyhow::ensure!(end == Some(None), "the connection should end, got {end:?}");
-    tom.script.note("tom: (the server closed the connection)".to_string());
+    tom.script
+        .note("tom: (the server closed the connection)".to_string());
     out.section("terminal", script.lines());
 
-    server.wait_for_log("terminal client disconnected", 1).await?;
+    server
+        .wait_for_log("terminal client disconnected", 1)
+        .await?;
     out.section(
         "log",
         server.log_matching(&["terminal client", "--idle-timeout"]),
