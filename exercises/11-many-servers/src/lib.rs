@@ -87,7 +87,7 @@
 //! | ⑦  | reader: tungstenite refuses input   | Close 1002, 1007 or 1009, nobody else sees it       |
 //! | ⑧  | `upgrade`: no place left            | 503 before any WebSocket exists                     |
 //! | ⑨  | writer: a write takes too long      | `--write-timeout`: the client is hung up on         |
-//! | ⑩  | reader: nothing heard               | `--idle-timeout`: Close 1001                        |
+//! | ⑩  | reader: nothing heard               | `--idle-timeout`: Close 1001 (a terminal: asked first, then a last line) |
 //! | ⑪  | broker: a queue full for too long   | the stall limit (`--write-timeout`): let go, then ⑤ |
 //! | ⑫  | accept loop: headers too slow       | `--header-timeout`: hyper closes the connection     |
 //! | ⑬  | writer: messages piled up           | one batch: `recv_many`, `feed` each, one flush      |
