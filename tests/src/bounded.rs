@@ -173,7 +173,7 @@ async fn memory_stays_flat_while_a_client_stalls(target: Target) {
         .expect("this scenario needs the chapter's binary");
     let server = ServerProcess::start(bin, &["--queue-capacity", &CAPACITY.to_string()]).await;
     let _stalled = StalledClient::connect(server.addr, "stalled").await;
-    let url = format!("ws://{}/ws", server.addr);
+    let url = server.ws_url();
     let mut alice = Client::connect(&url, "alice").await;
     let mut healthy = [Client::connect(&url, "bob").await];
 

@@ -200,7 +200,7 @@ async fn address_in_use_is_a_one_line_error(target: Target) {
 /// themselves do not.
 async fn logs_connects_and_disconnects_to_stderr(target: Target) {
     let server = ServerProcess::start(bin(&target), &[]).await;
-    let mut client = Client::connect(&format!("ws://{}/ws", server.addr), "logged").await;
+    let mut client = Client::connect(&server.ws_url(), "logged").await;
     wait_for_stderr(&server, "connect", |log| log.contains("connect")).await;
     client
         .send_text("a-message-that-should-not-be-logged")
@@ -242,7 +242,7 @@ async fn sigint_exits_with_code_zero(target: Target) {
 
 async fn exits_zero_on(target: Target, signal: Signal) {
     let mut server = ServerProcess::start(bin(&target), &[]).await;
-    let _client = Client::connect(&format!("ws://{}/ws", server.addr), "connected").await;
+    let _client = Client::connect(&server.ws_url(), "connected").await;
     server.signal(signal);
     let status = server.wait_exit(WAIT).await;
     assert_eq!(

@@ -32,6 +32,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     a_message_too_big_is_counted_as_a_too_big_disconnect,
     quit_is_counted_as_a_quit_disconnect,
     a_silent_client_is_counted_as_a_timeout,
+    @binary a_silent_terminal_is_counted_as_a_timeout,
     a_client_that_keeps_flooding_is_counted_as_a_rate_limited_disconnect,
     messages_a_slow_client_misses_are_counted_as_queue_full,
     the_rooms_gauge_follows_joins_and_leaves,
@@ -554,6 +555,29 @@ async fn a_silent_client_is_counted_as_a_timeout(target: Target) {
     let server = TestServer::start_with(target, &flags).await;
     let mut silent = RawClient::connect(server.addr, "silent").await;
     silent.expect_close_code(1001).await;
+    let scrape = wait_for_count(
+        server.addr,
+        "fanout_disconnects_total",
+        &[("reason", "timeout")],
+        1,
+    )
+    .await;
+    assert_eq!(
+        scrape.total("fanout_disconnects_total"),
+        1,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(stats(server.addr).await["timed_out"], 1);
+}
+
+/// A terminal that sends no line for `--idle-timeout` is cut off (after being asked for one), and
+/// counted as a `timeout` disconnect, as a browser that stops answering pings is.
+async fn a_silent_terminal_is_counted_as_a_timeout(target: Target) {
+    let flags = ["--ping-interval", "100ms", "--idle-timeout", "300ms"];
+    let (server, tcp) = crate::tcp::start(&target, &flags).await;
+    let mut silent = LineClient::connect_welcomed(tcp, "silent").await;
+    silent.expect_end().await;
     let scrape = wait_for_count(
         server.addr,
         "fanout_disconnects_total",

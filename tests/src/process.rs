@@ -146,6 +146,11 @@ impl ServerProcess {
             .expect("waiting for the server process")
     }
 
+    /// `ws://IP:PORT/ws`.
+    pub fn ws_url(&self) -> String {
+        crate::ws_url(self.addr)
+    }
+
     /// The process's resident memory right now, in bytes (`VmRSS` in `/proc/PID/status`, Linux).
     pub fn rss_bytes(&self) -> u64 {
         crate::faults::resident_kib(self.pid()) * 1024

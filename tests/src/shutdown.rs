@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::time::Instant;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
 
 use crate::{
     Client, ServerProcess, Target, TestServer, WAIT,
@@ -19,6 +23,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     a_client_that_closes_gets_its_own_code_back,
     shutdown_closes_every_client_with_going_away_and_serve_returns,
     shutdown_does_not_wait_for_a_client_that_never_reads,
+    shutdown_closes_an_idle_http_connection_at_once,
     @binary sigterm_closes_every_client_with_going_away_and_exits_zero,
     @binary sigint_closes_every_client_with_going_away_and_exits_zero,
 ];
@@ -103,6 +108,52 @@ async fn shutdown_does_not_wait_for_a_client_that_never_reads(target: Target) {
     stalled.expect_end().await;
 }
 
+/// A browser keeps its HTTP connection open after fetching the page, in case it needs another
+/// request. Such an idle keep-alive connection does not hold up the shutdown: the server closes
+/// it at once, and `serve` returns well before its grace period for connections runs out.
+async fn shutdown_closes_an_idle_http_connection_at_once(target: Target) {
+    let server = TestServer::start(target).await;
+    let mut browser = TcpStream::connect(server.addr)
+        .await
+        .expect("connecting to the server");
+    let request = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    browser
+        .write_all(request.as_bytes())
+        .await
+        .expect("asking for the page");
+    let mut first = [0; 64];
+    let read = tokio::time::timeout(WAIT, browser.read(&mut first))
+        .await
+        .expect("no answer to GET / within WAIT")
+        .expect("reading the page");
+    assert!(
+        first[..read].starts_with(b"HTTP/1.1 200"),
+        "GET / should be answered: {:?}",
+        String::from_utf8_lossy(&first[..read])
+    );
+    // The page was answered and the connection stays open, idle: now shut down.
+    let started = Instant::now();
+    server
+        .shutdown()
+        .await
+        .expect("serve should return Ok after a shutdown");
+    let took = started.elapsed();
+    assert!(
+        took < IDLE_HTTP_CLOSED_WITHIN,
+        "serve took {took:?} to return with an idle HTTP connection open: the connection was not \
+         told to close, and serve waited for it (expected under {IDLE_HTTP_CLOSED_WITHIN:?})"
+    );
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, browser.read_to_end(&mut rest))
+        .await
+        .expect("the server should have closed the idle HTTP connection")
+        .expect("reading to the end of the idle HTTP connection");
+}
+
+/// Well under the chapters' grace period for open connections (3 s), so that a server that waits
+/// for the idle connection instead of closing it fails.
+const IDLE_HTTP_CLOSED_WITHIN: Duration = Duration::from_millis(1500);
+
 /// SIGTERM: every healthy client receives Close 1001, even with a client connected that reads
 /// nothing, and the process exits 0 within a few seconds, without a panic.
 async fn sigterm_closes_every_client_with_going_away_and_exits_zero(target: Target) {
@@ -121,7 +172,7 @@ async fn goes_away_on(target: Target, signal: Signal) {
         .expect("this scenario needs the chapter's binary");
     let mut server = ServerProcess::start(bin, &["--queue-capacity", &CAPACITY.to_string()]).await;
     let _stalled = StalledClient::connect(server.addr, "stalled").await;
-    let url = format!("ws://{}/ws", server.addr);
+    let url = server.ws_url();
     let mut alice = Client::connect(&url, "alice").await;
     let mut healthy = [Client::connect(&url, "bob").await];
     push(&mut alice, &mut healthy, 0..TO_STALL, || {}).await;

@@ -1,9 +1,12 @@
 //! Stage 09 onwards: plain TCP clients. With `--tcp HOST:PORT` the server also takes line-based
 //! clients (`nc`, `telnet`) into the same rooms as the browsers: a line in is a message or a
 //! command, and each message comes out as one readable line. Lines are bounded; a line too long
-//! or not UTF-8 gets an error line and the connection goes on.
+//! or not UTF-8 gets an error line and the connection goes on. A terminal cannot answer a ping,
+//! so the idle timeout asks it in words: a client silent for `--idle-timeout` minus
+//! `--ping-interval` is asked for a line (an empty one will do), and one silent for the whole
+//! `--idle-timeout` is told why and cut off.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -31,6 +34,9 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary terminal_clients_count_against_the_connection_limit,
     @binary quit_closes_a_terminal_connection,
     @binary a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back,
+    @binary a_silent_terminal_is_asked_for_a_line_then_cut_off,
+    @binary an_empty_line_answers_the_question_and_the_client_chats_on,
+    @binary an_empty_line_reaches_nobody,
     @binary tcp_is_off_unless_asked_for,
 ];
 
@@ -190,10 +196,6 @@ pub(crate) async fn start(target: &Target, flags: &[&str]) -> (ServerProcess, So
     (server, addr)
 }
 
-fn ws_url(server: &ServerProcess) -> String {
-    format!("ws://{}/ws", server.addr)
-}
-
 /// `--tcp 127.0.0.1:0` makes the binary print `tcp listening on 127.0.0.1:PORT` with the port it
 /// really got, and a client can connect there.
 async fn prints_the_tcp_port_it_listens_on(target: Target) {
@@ -223,7 +225,7 @@ async fn terminals_and_browsers_chat_in_the_same_room(target: Target) {
     tom.expect("* you are tom, in lobby (/help lists the commands)")
         .await;
     tom.expect("* in lobby: tom").await;
-    let mut alice = ChatClient::connect_url(&ws_url(&server), "alice").await;
+    let mut alice = ChatClient::connect_url(&server.ws_url(), "alice").await;
     alice.nick("alice").await;
     tom.expect_prefix("* guest-").await; // joined
     tom.expect_prefix("* guest-").await; // is now alice
@@ -239,7 +241,7 @@ async fn terminals_and_browsers_chat_in_the_same_room(target: Target) {
 /// message from a browser reaches the terminal in another room as `[private] alice: ...`.
 async fn rooms_and_private_messages_work_over_tcp(target: Target) {
     let (server, addr) = start(&target, &[]).await;
-    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
     let mut tom = LineClient::connect_welcomed(addr, "tom").await;
     tom.send("/nick tom").await;
     tom.expect("* you are tom, in lobby (/help lists the commands)")
@@ -266,7 +268,7 @@ async fn rooms_and_private_messages_work_over_tcp(target: Target) {
 /// not passed on, and the next line is a message like any other.
 async fn a_line_too_long_is_refused_and_the_connection_goes_on(target: Target) {
     let (server, addr) = start(&target, &["--max-line-bytes", "64"]).await;
-    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
     let mut tom = LineClient::connect_welcomed(addr, "tom").await;
     alice.skip_notices().await;
     tom.send(&"x".repeat(200)).await;
@@ -287,7 +289,7 @@ async fn a_line_too_long_is_refused_and_the_connection_goes_on(target: Target) {
 /// A line that is not UTF-8 gets one error line, reaches nobody, and the next line is fine.
 async fn a_line_that_is_not_utf8_is_refused_and_the_connection_goes_on(target: Target) {
     let (server, addr) = start(&target, &[]).await;
-    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
     let mut tom = LineClient::connect_welcomed(addr, "tom").await;
     alice.skip_notices().await;
     tom.send_raw(b"caf\xe9 latin-1\n").await;
@@ -302,7 +304,7 @@ async fn a_line_that_is_not_utf8_is_refused_and_the_connection_goes_on(target: T
 /// line with neither: nobody can forge a server line, or repaint somebody's terminal.
 async fn a_terminal_cannot_forge_lines_for_another_terminal(target: Target) {
     let (server, addr) = start(&target, &[]).await;
-    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
     let mut tom = LineClient::connect_welcomed(addr, "tom").await;
     alice.skip_notices().await;
     alice.send("hi\n! you have been banned\u{1b}[2J").await;
@@ -316,7 +318,7 @@ async fn a_terminal_cannot_forge_lines_for_another_terminal(target: Target) {
 /// the server is full and is closed; `/stats` counts it refused.
 async fn terminal_clients_count_against_the_connection_limit(target: Target) {
     let (server, addr) = start(&target, &["--max-connections", "1"]).await;
-    let _alice = ChatClient::connect_url(&ws_url(&server), "alice").await;
+    let _alice = ChatClient::connect_url(&server.ws_url(), "alice").await;
     let mut tom = LineClient::connect(addr, "tom").await;
     let lines = tom.expect_end().await;
     assert!(
@@ -332,7 +334,7 @@ async fn terminal_clients_count_against_the_connection_limit(target: Target) {
 /// shows no panic).
 async fn quit_closes_a_terminal_connection(target: Target) {
     let (server, addr) = start(&target, &[]).await;
-    let [mut alice] = ChatClient::everyone_url(&ws_url(&server), ["alice"]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
     let mut tom = LineClient::connect_welcomed(addr, "tom").await;
     tom.send("/quit").await;
     assert_eq!(tom.expect_end().await, ["* bye"]);
@@ -353,7 +355,7 @@ async fn a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back(target: 
     const SIZE: usize = 16 << 10;
     const COUNT: usize = (8 << 20) / SIZE;
     let (server, addr) = start(&target, &["--write-timeout", "500ms"]).await;
-    let [mut alice, mut bob] = ChatClient::everyone_url(&ws_url(&server), ["alice", "bob"]).await;
+    let [mut alice, mut bob] = ChatClient::everyone_url(&server.ws_url(), ["alice", "bob"]).await;
     let mut stalled = crate::connect_with_receive_buffer(addr, "stalled", 4096).await;
     alice.expect("joined").await;
     bob.expect("joined").await;
@@ -381,6 +383,100 @@ async fn a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back(target: 
     let mut sink = Vec::new();
     let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut sink)).await;
     assert!(read.is_ok(), "the stalled terminal's connection should end");
+}
+
+/// `--ping-interval 200ms --idle-timeout 600ms`: a terminal that sends nothing is asked for a line
+/// no sooner than 400 ms after it connected, told the time it has left (200ms); then, silent
+/// still, it reads why it is closed (600ms) no sooner than 600 ms, and the connection ends.
+/// `/stats` counts it timed out, as a browser that stopped answering pings.
+async fn a_silent_terminal_is_asked_for_a_line_then_cut_off(target: Target) {
+    let (server, addr) = start(
+        &target,
+        &["--ping-interval", "200ms", "--idle-timeout", "600ms"],
+    )
+    .await;
+    let connected = tokio::time::Instant::now();
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    let question = tom.expect_prefix("! ").await;
+    let asked_after = connected.elapsed();
+    assert!(
+        question.contains("still there") && question.contains("200ms"),
+        "the question should ask for a line and say the time left: {question:?}"
+    );
+    assert!(
+        asked_after >= Duration::from_millis(400),
+        "asked after {asked_after:?}, before --idle-timeout minus --ping-interval"
+    );
+    let last = tom.expect_end().await;
+    let closed_after = connected.elapsed();
+    assert!(
+        matches!(last.as_slice(), [line] if line.starts_with("! ") && line.contains("600ms")),
+        "one last line saying why, then the end: {last:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(600),
+        "closed after {closed_after:?}, before --idle-timeout"
+    );
+    let timed_out = crate::wait_until(
+        WAIT,
+        || async { http::get(server.addr, "/stats").await.body },
+        |body: &String| body.contains("\"timed_out\":1"),
+    )
+    .await;
+    assert!(
+        timed_out.is_ok(),
+        "/stats should count it timed out: {timed_out:?}"
+    );
+}
+
+/// `--ping-interval 1s --idle-timeout 2s`: a terminal asked for a line sends an empty one, and that
+/// is enough: the next thing it reads is the same question a full interval later, not the
+/// goodbye (the empty line restarted the clock). Then it says something, and a terminal that
+/// joined meanwhile reads it.
+async fn an_empty_line_answers_the_question_and_the_client_chats_on(target: Target) {
+    let (_server, addr) = start(&target, &["--ping-interval", "1s", "--idle-timeout", "2s"]).await;
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    tom.send("/nick tom").await;
+    tom.expect_prefix("* you are tom").await;
+    tom.expect("* in lobby: tom").await;
+    let question = tom.expect_prefix("! ").await;
+    assert!(question.contains("still there"), "{question:?}");
+    tom.send("").await;
+    let again = tom.next().await;
+    assert_eq!(
+        again, question,
+        "after an empty line, the question again, not the goodbye"
+    );
+    let mut ann = LineClient::connect_welcomed(addr, "ann").await;
+    tom.expect_prefix("* guest-").await; // joined
+    tom.send("still here").await;
+    ann.expect("[lobby] tom: still here").await;
+}
+
+/// An empty line, or one of spaces and tabs, is taken in silence: neither its sender nor a
+/// terminal or a browser in the room reads anything for it. The next thing each reads is what
+/// came after it (the order a client's lines are handled in is the order it sent them).
+async fn an_empty_line_reaches_nobody(target: Target) {
+    let (server, addr) = start(&target, &[]).await;
+    let [mut alice] = ChatClient::everyone_url(&server.ws_url(), ["alice"]).await;
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    let mut ann = LineClient::connect_welcomed(addr, "ann").await;
+    tom.expect_prefix("* guest-").await; // ann joined
+    tom.send_raw(b"\n \t \r\n").await;
+    tom.send("/rooms").await;
+    tom.expect("* rooms: lobby (3)").await;
+    tom.send("after").await;
+    let heard = ann.expect_prefix("[lobby] guest-").await;
+    assert!(
+        heard.ends_with(": after"),
+        "the blank lines reached nobody: {heard:?}"
+    );
+    let chat = alice.expect_past_notices("chat").await;
+    assert_eq!(
+        field(&chat, "text"),
+        "after",
+        "the blank lines reached nobody"
+    );
 }
 
 /// Without `--tcp` no TCP port is opened (no `tcp listening on` line), and `--help` describes

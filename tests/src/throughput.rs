@@ -104,7 +104,7 @@ async fn a_stalled_client_holds_no_more_than_its_byte_budget(target: Target) {
     ];
     let server = ServerProcess::start(bin, &flags).await;
     let _stalled = StalledClient::connect(server.addr, "stalled").await;
-    let url = format!("ws://{}/ws", server.addr);
+    let url = server.ws_url();
     let mut alice = Client::connect(&url, "alice").await;
     let mut healthy = [Client::connect(&url, "bob").await];
 
@@ -151,7 +151,7 @@ async fn queue_bytes_are_refused_when_they_make_no_sense(target: Target) {
     }
     let fits = ["--queue-bytes", "1KiB", "--max-message-size", "1KiB"];
     let server = ServerProcess::start(bin, &fits).await;
-    let url = format!("ws://{}/ws", server.addr);
+    let url = server.ws_url();
     let mut alice = Client::connect(&url, "alice").await;
     let mut bob = Client::connect(&url, "bob").await;
     let largest = vec![b'x'; 1024];

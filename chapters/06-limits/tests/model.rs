@@ -1,9 +1,9 @@
 //! A model-based property test of the broker. proptest makes up sequences of [`Step`]s (clients
 //! joining, leaving, talking, reading slowly or not at all, writers vanishing, unknown and stale
-//! ids, refusals), plays them on a real `Broker`, and after every step checks the broker against a
-//! [`Model`] of what it promised. When a sequence breaks a promise, proptest
-//! shrinks it to a shorter one that still does (a locally minimal one: no single step can be
-//! removed or simplified), and prints that.
+//! ids, questions for the counts, refusals), plays them on a real `Broker`, and after every step
+//! checks the broker against a [`Model`] of what it promised. When a sequence breaks a promise,
+//! proptest shrinks it to a shorter one that still does (a locally minimal one: no single step can
+//! be removed or simplified), and prints that.
 
 // Tests may panic (that is how they fail) and may count without care.
 #![allow(
@@ -133,10 +133,12 @@ impl Model {
                     self.let_go(who, self.number + 1);
                 }
             }
+            // ANCHOR: refused
             Step::Refused => {
                 self.handle(Event::Refused);
                 self.expected.refused += 1;
             }
+            // ANCHOR_END: refused
             Step::Say { who } => {
                 if let Some(sender) = self.pick(who) {
                     self.say(sender);
@@ -295,7 +297,6 @@ fn run_steps(steps: Vec<Step>) {
     }
 }
 
-// ANCHOR: property
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     /// Whatever happens, in whatever order (1 to 119 steps): no panic, no echo, no queue over its
@@ -306,7 +307,6 @@ proptest! {
         run_steps(steps);
     }
 }
-// ANCHOR_END: property
 
 /// Ids the broker does not know (a client that left twice, one whose writer ended and was
 /// removed) change nothing.

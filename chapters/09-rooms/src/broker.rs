@@ -75,7 +75,8 @@ pub enum Event {
     /// A client sent `message`: a line of text (something to say, or a command), or binary data
     /// for the other members of its room.
     Message { from: ConnId, message: Message },
-    /// What `to` sent could not be read (a line too long, not UTF-8): tell it `reason`.
+    /// Tell `to` `reason`, as an error: what it sent could not be read (a line too long, not
+    /// UTF-8), or what it must do (a terminal silent for a while: send a line).
     Refusal { to: ConnId, reason: String },
     /// Somebody wants the counts: the broker sends them to `reply`.
     Stats { reply: oneshot::Sender<Stats> },

@@ -4,29 +4,34 @@
 //! line per message (`[lobby] alice: hi`). Everything else is the WebSocket's: the same broker
 //! (a TCP client is one more [`ConnId`] with an [`Outbox`](crate::outbox::Outbox), joined with
 //! [`Wire::Lines`]), the same `--max-connections` places, the same byte-bounded queue and
-//! slow-consumer policy, the same `--write-timeout`, the same shutdown.
+//! slow-consumer policy, the same `--write-timeout` and `--idle-timeout`, the same shutdown.
 //!
-//! Two things differ because a terminal is not a browser:
+//! Two things are done differently because a terminal is not a browser:
 //! - A line is bounded (`--max-line-bytes`) but there are no frames to refuse: a line that is
 //!   too long, or not UTF-8, gets one error line, its bytes up to the next newline are skipped,
 //!   and the connection goes on with the next line. A newline always resynchronises, so there
 //!   is no need to hang up.
-//! - `nc` cannot answer a WebSocket ping, and a person reading along may type nothing for an
-//!   hour. So silence is allowed, and the kernel's TCP keepalive probes (every `--ping-interval`)
-//!   find a peer that vanished without a word instead.
+//! - `nc` cannot answer a WebSocket ping, so the server asks in words (⑩, see `listen`). After
+//!   `--idle-timeout` minus `--ping-interval` without a line, the client reads `! still there?
+//!   ...`; any line answers, an empty one included, and restarts the clock. Silent for the whole
+//!   `--idle-timeout`, it reads one last line saying why, and is cut off and counted as timed
+//!   out, as a browser that stops answering pings would be. A blank line is a sign of life and
+//!   nothing more: nobody is sent anything for it, where a browser's blank message gets an error.
+//!
+//! The idle timeout also finds a peer that vanished without a word (a pulled cable, a laptop
+//! closed), so the kernel's TCP keepalive is not needed: the clock is the same for every client.
 
 use std::{io, time::Duration};
 
 use axum::extract::ws::Message;
 use futures_util::StreamExt;
-use socket2::{SockRef, TcpKeepalive};
 use tokio::{
     io::{AsyncWriteExt, BufWriter},
     net::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::OwnedSemaphorePermit,
+    sync::{OwnedSemaphorePermit, oneshot},
 };
 use tokio_util::{
     bytes::BytesMut,
@@ -128,12 +133,6 @@ async fn welcome(mut socket: TcpStream, state: AppState) {
     if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
         tracing::debug!(%err, "cannot set TCP_NODELAY");
     }
-    let keepalive = TcpKeepalive::new().with_time(state.config.ping_interval);
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
-    let keepalive = keepalive.with_interval(state.config.ping_interval);
-    if let Err(err) = SockRef::from(&socket).set_tcp_keepalive(&keepalive) {
-        tracing::warn!(%err, "cannot turn on TCP keepalive");
-    }
     connection(socket, state, place).await;
 }
 // ANCHOR_END: accept
@@ -155,45 +154,79 @@ async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePer
     tracing::info!(%id, "terminal client connected");
     let (reader, writer) = socket.into_split();
     let stuck = CancellationToken::new();
-    let stop_writing = CancellationToken::new();
+    let (stop_writing, stop) = oneshot::channel();
     let mut writer = tokio::spawn(write(
         writer,
         inbox,
-        stop_writing.clone(),
+        stop,
         stuck.clone(),
         state.config.write_timeout,
     ));
-    let writer_ended = tokio::select! {
+    // Whether the writer is done already, the last line for it to write if not, and whether a
+    // timeout ends the connection (⑨ or ⑩).
+    let (writer_ended, last_word, timed_out) = tokio::select! {
         // In this order: a writer that gives up on its client cancels `stuck` and then ends, and
         // the timeout must be counted whichever of the two is seen first.
         biased;
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
-            let _ = state.events.send(Event::TimedOut { id }).await;
-            false
+            (false, None, true)
         }
         // The writer ended: the client said /quit, was let go, or the broker is gone.
-        _ = &mut writer => true,
-        () = state.stopping.cancelled() => false,
-        () = read(reader, id, &state) => false,
+        _ = &mut writer => (true, None, false),
+        () = state.stopping.cancelled() => (false, None, false),
+        stop = read(reader, id, &state) => match stop {
+            Stop::Left => (false, None, false),
+            Stop::Silent(last_word) => (false, Some(last_word), true),
+        },
     };
-    let _ = state.events.send(Event::Leave { id }).await;
-    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. (A
-    // finished task's handle must not be awaited twice: tokio panics if it is.)
+    // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
+    // is told before the broker hears we leave: the broker then drops our queue, and a writer
+    // that found it closed before it had its last line would say the broker is gone (⑤).
     if !writer_ended {
-        stop_writing.cancel();
+        let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
+    }
+    if timed_out {
+        let _ = state.events.send(Event::TimedOut { id }).await;
+    }
+    let _ = state.events.send(Event::Leave { id }).await;
+    // (A finished task's handle must not be awaited twice: tokio panics if it is.)
+    if !writer_ended {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
     }
     drop(place);
     tracing::info!(%id, "terminal client disconnected");
 }
 
-/// Hands each line to the broker, until the client closes its end or the connection fails.
-async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) {
+/// The line a terminal client reads when the server hangs up on it, unless there is more to say.
+const CLOSING: &str = "* the server is closing this connection";
+
+/// Why the reader stopped.
+enum Stop {
+    /// The client closed its end, the connection failed, or the broker is gone.
+    Left,
+    /// ⑩ Nothing came for `--idle-timeout`: the last line the client is to read.
+    Silent(String),
+}
+
+/// Hands each line to the broker, until the client closes its end or the connection fails, or
+/// it says nothing for `--idle-timeout` (see [`listen`]). A blank line only says the client is
+/// there: it restarts the clock and goes no further.
+async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Stop {
     let max = state.config.max_line_bytes;
     let mut lines = FramedRead::new(reader, Lines::new(max));
-    while let Some(Ok(line)) = lines.next().await {
+    loop {
+        let line = match listen(&mut lines, id, state).await {
+            Heard::Line(line) => line,
+            Heard::Nothing => return Stop::Left,
+            Heard::Silence => {
+                tracing::info!(%id, "nothing heard for --idle-timeout: cutting the client off");
+                let idle = state.idle_timeout;
+                return Stop::Silent(format!("! closing: nothing received for {idle:?}"));
+            }
+        };
         let event = match line {
+            Line::Text(text) if text.trim().is_empty() => continue,
             Line::Text(text) => Event::Message {
                 from: id,
                 message: Message::text(text),
@@ -209,20 +242,74 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) {
         };
         // ① As for the WebSockets: when the broker's queue is full, we wait, and read nothing.
         if state.events.send(event).await.is_err() {
-            return;
+            return Stop::Left;
         }
     }
 }
 // ANCHOR_END: connection
 
+// ANCHOR: idle
+/// What [`listen`] heard.
+enum Heard {
+    Line(Line),
+    /// The client closed its end, the connection failed, or the broker is gone.
+    Nothing,
+    /// ⑩ Not a line for `--idle-timeout`, the question included.
+    Silence,
+}
+
+/// ⑩ The client's next line, waited for at most `--idle-timeout`. A browser answers our pings by
+/// itself; `nc` cannot, and a person reading along may type nothing for an hour. So after
+/// `--idle-timeout` minus `--ping-interval`, the client is asked in words, with the time it has
+/// left: any line answers, an empty one included.
+async fn listen(
+    lines: &mut FramedRead<OwnedReadHalf, Lines>,
+    id: ConnId,
+    state: &AppState,
+) -> Heard {
+    let answer_within = state.config.ping_interval;
+    // At least one ping interval: `Config::idle_timeout` keeps the timeout at two or more.
+    let ask_after = state.idle_timeout.saturating_sub(answer_within);
+    // As for the WebSockets, each wait is a new `timeout`: time spent waiting for room in the
+    // broker's queue is not the client's silence. (`next` may be dropped unfinished: what it
+    // read so far stays in `lines`' buffer.)
+    if let Ok(next) = tokio::time::timeout(ask_after, lines.next()).await {
+        return Heard::from(next);
+    }
+    let question = Event::Refusal {
+        to: id,
+        reason: format!(
+            "still there? send any line (an empty one will do) within {answer_within:?}, \
+             or this connection closes"
+        ),
+    };
+    if state.events.send(question).await.is_err() {
+        return Heard::Nothing;
+    }
+    match tokio::time::timeout(answer_within, lines.next()).await {
+        Ok(next) => Heard::from(next),
+        Err(_) => Heard::Silence,
+    }
+}
+
+impl From<Option<io::Result<Line>>> for Heard {
+    fn from(next: Option<io::Result<Line>>) -> Heard {
+        match next {
+            Some(Ok(line)) => Heard::Line(line),
+            None | Some(Err(_)) => Heard::Nothing,
+        }
+    }
+}
+// ANCHOR_END: idle
+
 // ANCHOR: write
 /// Writes each queued message as a line, a batch per flush, until the broker lets go of the
-/// queue, a Close comes through it (`/quit`), or `stop` is cancelled. A write that takes longer
-/// than `write_timeout` cancels `stuck`.
+/// queue, a Close comes through it (`/quit`), or `stop` says the last line to write. A write that
+/// takes longer than `write_timeout` cancels `stuck`.
 async fn write(
     writer: OwnedWriteHalf,
     mut inbox: Inbox,
-    stop: CancellationToken,
+    mut stop: oneshot::Receiver<String>,
     stuck: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -231,12 +318,12 @@ async fn write(
     let goodbye = loop {
         let taken = tokio::select! {
             biased;
-            () = stop.cancelled() => break Some("* the server is closing this connection"),
+            last = &mut stop => break Some(last.unwrap_or_else(|_| CLOSING.to_string())),
             taken = inbox.recv_many(&mut batch, BATCH_LIMIT) => taken,
         };
         // ⑤ The broker let go of our queue without a Close first: it is gone, or gave up on us.
         if taken == 0 {
-            break Some("! the server cannot serve this connection any more");
+            break Some("! the server cannot serve this connection any more".to_string());
         }
         // (`sum()` would be a `+` that could overflow, and one the lints do not see.)
         let held = batch

@@ -5,22 +5,27 @@
 //! (a TCP client is one more [`ConnId`] with an [`Outbox`](crate::outbox::Outbox), joined with
 //! [`Wire::Lines`]), the same `--max-connections` places (and `--max-connections-per-ip`), the
 //! same rate limit, the same byte-bounded queue and slow-consumer policy, the same
-//! `--write-timeout`, the same shutdown.
+//! `--write-timeout` and `--idle-timeout`, the same shutdown.
 //!
-//! Two things differ because a terminal is not a browser:
+//! Two things are done differently because a terminal is not a browser:
 //! - A line is bounded (`--max-line-bytes`) but there are no frames to refuse: a line that is
 //!   too long, or not UTF-8, gets one error line, its bytes up to the next newline are skipped,
 //!   and the connection goes on with the next line. A newline always resynchronises, so there
 //!   is no need to hang up.
-//! - `nc` cannot answer a WebSocket ping, and a person reading along may type nothing for an
-//!   hour. So silence is allowed, and the kernel's TCP keepalive probes (every `--ping-interval`)
-//!   find a peer that vanished without a word instead.
+//! - `nc` cannot answer a WebSocket ping, so the server asks in words (⑩, see `listen`). After
+//!   `--idle-timeout` minus `--ping-interval` without a line, the client reads `! still there?
+//!   ...`; any line answers, an empty one included, and restarts the clock. Silent for the whole
+//!   `--idle-timeout`, it reads one last line saying why, and is cut off and counted as timed
+//!   out, as a browser that stops answering pings would be. A blank line is a sign of life and
+//!   nothing more: nobody is sent anything for it, where a browser's blank message gets an error.
+//!
+//! The idle timeout also finds a peer that vanished without a word (a pulled cable, a laptop
+//! closed), so the kernel's TCP keepalive is not needed: the clock is the same for every client.
 
 use std::{io, net::SocketAddr, time::Duration};
 
 use axum::extract::ws::Message;
 use futures_util::StreamExt;
-use socket2::{SockRef, TcpKeepalive};
 use tokio::{
     io::{AsyncWriteExt, BufWriter},
     net::{
@@ -132,12 +137,6 @@ async fn welcome(mut socket: TcpStream, peer: SocketAddr, state: AppState) {
     if let Err(err) = socket.set_nodelay(crate::NO_DELAY) {
         tracing::debug!(%err, "cannot set TCP_NODELAY");
     }
-    let keepalive = TcpKeepalive::new().with_time(state.config.ping_interval);
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
-    let keepalive = keepalive.with_interval(state.config.ping_interval);
-    if let Err(err) = SockRef::from(&socket).set_tcp_keepalive(&keepalive) {
-        tracing::warn!(%err, "cannot turn on TCP keepalive");
-    }
     // Every line this client's tasks log carries who it is (see trace.rs).
     let id = ConnId::next();
     let span = trace::connection_span(id, Wire::Lines, peer);
@@ -184,26 +183,25 @@ async fn connection(
         biased;
         () = stuck.cancelled() => {
             tracing::warn!(%id, "client took nothing for --write-timeout: cutting it off");
-            let _ = state.events.send(Event::TimedOut { id }).await;
             (false, None, Disconnect::Timeout)
         }
         // The writer ended: the client said /quit, was let go, or the broker is gone.
         _ = &mut writer => (true, None, Disconnect::Closed),
         () = state.stopping.cancelled() => (false, None, Disconnect::Shutdown),
-        last_word = read(reader, id, &state) => {
-            // Some last word: it flooded past the grace. None: it closed its end.
-            let reason = match last_word {
-                Some(_) => Disconnect::RateLimited,
-                None => Disconnect::Closed,
-            };
-            (false, last_word, reason)
-        }
+        stop = read(reader, id, &state) => match stop {
+            Stop::Left => (false, None, Disconnect::Closed),
+            Stop::Silent(last_word) => (false, Some(last_word), Disconnect::Timeout),
+            Stop::Flooding(last_word) => (false, Some(last_word), Disconnect::RateLimited),
+        },
     };
     // If it is still writing, the writer says goodbye in a line and hangs up, within a bound. It
     // is told before the broker hears we leave: the broker then drops our queue, and a writer
     // that found it closed before it had its last line would say the broker is gone (⑤).
     if !writer_ended {
         let _ = stop_writing.send(last_word.unwrap_or_else(|| CLOSING.to_string()));
+    }
+    if reason == Disconnect::Timeout {
+        let _ = state.events.send(Event::TimedOut { id }).await;
     }
     let _ = state.events.send(Event::Leave { id, reason }).await;
     // (A finished task's handle must not be awaited twice: tokio panics if it is.)
@@ -217,15 +215,35 @@ async fn connection(
 /// The line a terminal client reads when the server hangs up on it, unless there is more to say.
 const CLOSING: &str = "* the server is closing this connection";
 
+/// Why the reader stopped.
+enum Stop {
+    /// The client closed its end, the connection failed, or the broker is gone.
+    Left,
+    /// ⑩ Nothing came for `--idle-timeout`: the last line the client is to read.
+    Silent(String),
+    /// ⑰ It kept flooding past the grace: the last line the client is to read.
+    Flooding(String),
+}
+
 /// Hands each line to the broker, within the rate limit (⑰, checked here for the reasons given
 /// in `connection.rs`; every line counts, even one that is refused), until the client closes its
-/// end or the connection fails (`None`), or keeps flooding past the grace: then the last line it
-/// is to read.
-async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<String> {
+/// end or the connection fails, keeps flooding past the grace, or says nothing for
+/// `--idle-timeout` (see [`listen`]). A blank line only says the client is there: it restarts
+/// the clock and goes no further.
+async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Stop {
     let max = state.config.max_line_bytes;
     let mut lines = FramedRead::new(reader, Lines::new(max));
     let mut rate = state.rate_limit();
-    while let Some(Ok(line)) = lines.next().await {
+    loop {
+        let line = match listen(&mut lines, id, state).await {
+            Heard::Line(line) => line,
+            Heard::Nothing => return Stop::Left,
+            Heard::Silence => {
+                tracing::info!(%id, "nothing heard for --idle-timeout: cutting the client off");
+                let idle = state.idle_timeout;
+                return Stop::Silent(format!("! closing: nothing received for {idle:?}"));
+            }
+        };
         match rate.as_mut().map_or(Verdict::Pass, RateLimit::check) {
             Verdict::Pass => {}
             Verdict::Drop { warn } => {
@@ -237,17 +255,18 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<Str
                         reason: rate.warning(),
                     };
                     if state.events.send(warning).await.is_err() {
-                        return None;
+                        return Stop::Left;
                     }
                 }
                 continue;
             }
             Verdict::Close => {
                 tracing::warn!(%id, "still over --rate-limit after --rate-limit-grace: disconnecting");
-                return Some(format!("! {}: disconnecting", limits::FLOODING));
+                return Stop::Flooding(format!("! {}: disconnecting", limits::FLOODING));
             }
         }
         let event = match line {
+            Line::Text(text) if text.trim().is_empty() => continue,
             Line::Text(text) => Event::Message {
                 from: id,
                 message: Message::text(text),
@@ -263,10 +282,61 @@ async fn read(reader: OwnedReadHalf, id: ConnId, state: &AppState) -> Option<Str
         };
         // ① As for the WebSockets: when the broker's queue is full, we wait, and read nothing.
         if state.events.send(event).await.is_err() {
-            return None;
+            return Stop::Left;
         }
     }
-    None
+}
+
+/// What [`listen`] heard.
+enum Heard {
+    Line(Line),
+    /// The client closed its end, the connection failed, or the broker is gone.
+    Nothing,
+    /// ⑩ Not a line for `--idle-timeout`, the question included.
+    Silence,
+}
+
+/// ⑩ The client's next line, waited for at most `--idle-timeout`. A browser answers our pings by
+/// itself; `nc` cannot, and a person reading along may type nothing for an hour. So after
+/// `--idle-timeout` minus `--ping-interval`, the client is asked in words, with the time it has
+/// left: any line answers, an empty one included.
+async fn listen(
+    lines: &mut FramedRead<OwnedReadHalf, Lines>,
+    id: ConnId,
+    state: &AppState,
+) -> Heard {
+    let answer_within = state.config.ping_interval;
+    // At least one ping interval: `Config::idle_timeout` keeps the timeout at two or more.
+    let ask_after = state.idle_timeout.saturating_sub(answer_within);
+    // As for the WebSockets, each wait is a new `timeout`: time spent waiting for room in the
+    // broker's queue is not the client's silence. (`next` may be dropped unfinished: what it
+    // read so far stays in `lines`' buffer.)
+    if let Ok(next) = tokio::time::timeout(ask_after, lines.next()).await {
+        return Heard::from(next);
+    }
+    let question = Event::Refusal {
+        to: id,
+        reason: format!(
+            "still there? send any line (an empty one will do) within {answer_within:?}, \
+             or this connection closes"
+        ),
+    };
+    if state.events.send(question).await.is_err() {
+        return Heard::Nothing;
+    }
+    match tokio::time::timeout(answer_within, lines.next()).await {
+        Ok(next) => Heard::from(next),
+        Err(_) => Heard::Silence,
+    }
+}
+
+impl From<Option<io::Result<Line>>> for Heard {
+    fn from(next: Option<io::Result<Line>>) -> Heard {
+        match next {
+            Some(Ok(line)) => Heard::Line(line),
+            None | Some(Err(_)) => Heard::Nothing,
+        }
+    }
 }
 
 /// Writes each queued message as a line, a batch per flush, until the broker lets go of the

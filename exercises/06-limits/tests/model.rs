@@ -5,10 +5,10 @@
 
 //! A model-based property test of the broker. proptest makes up sequences of [`Step`]s (clients
 //! joining, leaving, talking, reading slowly or not at all, writers vanishing, unknown and stale
-//! ids, refusals), plays them on a real `Broker`, and after every step checks the broker against a
-//! [`Model`] of what it promised. When a sequence breaks a promise, proptest
-//! shrinks it to a shorter one that still does (a locally minimal one: no single step can be
-//! removed or simplified), and prints that.
+//! ids, questions for the counts, refusals), plays them on a real `Broker`, and after every step
+//! checks the broker against a [`Model`] of what it promised. When a sequence breaks a promise,
+//! proptest shrinks it to a shorter one that still does (a locally minimal one: no single step can
+//! be removed or simplified), and prints that.
 
 // Tests may panic (that is how they fail) and may count without care.
 #![allow(

@@ -70,7 +70,7 @@
 //! | ⑦  | reader: tungstenite refuses input   | Close 1002, 1007 or 1009, nobody else sees it       |
 //! | ⑧  | `upgrade`: no place left            | 503 before any WebSocket exists                     |
 //! | ⑨  | writer: a write takes too long      | `--write-timeout`: the client is hung up on         |
-//! | ⑩  | reader: nothing heard               | `--idle-timeout`: Close 1001                        |
+//! | ⑩  | reader: nothing heard               | `--idle-timeout`: Close 1001 (a terminal: asked first, then a last line) |
 //! | ⑪  | broker: a queue full for too long   | the stall limit (`--write-timeout`): let go, then ⑤ |
 //! | ⑫  | accept loop: headers too slow       | `--header-timeout`: hyper closes the connection     |
 //! | ⑬  | writer: messages piled up           | one batch: `recv_many`, `feed` each, one flush      |
@@ -141,7 +141,8 @@ use axum::{
     routing::get,
 };
 use hyper_util::{
-    rt::{TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
 use tokio::{
@@ -361,22 +362,25 @@ async fn accept(
     shutdown: impl Future<Output = ()>,
     mut broker: JoinHandle<()>,
 ) -> io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper_util's `auto` builder, held to HTTP/1.1, rather than hyper's own `http1` one: its
+    // connections with upgrades (which WebSockets need) are the ones `GracefulShutdown` can watch.
+    let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
     // hyper keeps time with the timer it is given; a header timeout without a timer panics.
-    http.timer(TokioTimer::new())
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    // Cancelled when this function returns, however it returns: each HTTP connection then
-    // finishes the request it is serving, if any, and closes.
-    let done = CancellationToken::new();
-    let _done_on_return = done.clone().drop_guard();
+    // Watches every HTTP connection so that, once we stop accepting, each can be told to finish
+    // the request it is serving, if any, and close. (An upgraded WebSocket is no longer an HTTP
+    // connection: `stopping` closes those.)
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
+    let outcome = loop {
         tokio::select! {
             // In this order: once shutdown is signalled or the broker has ended, no connection
             // still waiting in the backlog is accepted.
             biased;
-            () = &mut shutdown => return Ok(()),
-            ended = &mut broker => return Err(broker_gone(ended)),
+            () = &mut shutdown => break Ok(()),
+            ended = &mut broker => break Err(broker_gone(ended)),
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     // ⑯ Send each flush at once (see NO_DELAY).
@@ -391,21 +395,11 @@ async fn accept(
                         hyper::service::Service::call(&app, request)
                     });
                     let connection = http
-                        .serve_connection(TokioIo::new(socket), service)
-                        .with_upgrades();
-                    let done = done.clone();
-                    tasks.spawn(async move {
-                        tokio::pin!(connection);
-                        tokio::select! {
-                            // An error here (a header timeout, a malformed request) has been
-                            // answered or the socket closed by hyper: nothing left to do.
-                            _ = connection.as_mut() => {}
-                            () = done.cancelled() => {
-                                connection.as_mut().graceful_shutdown();
-                                let _ = connection.await;
-                            }
-                        }
-                    });
+                        .serve_connection_with_upgrades(TokioIo::new(socket), service)
+                        .into_owned();
+                    // An error it ends with (a header timeout, a malformed request) has been
+                    // answered, or the socket closed, by hyper: nothing is left to do with it.
+                    tasks.spawn(graceful.watch(connection));
                 }
                 // A connection that died while it waited to be accepted: only that one is lost.
                 Err(err) if matches!(
@@ -420,7 +414,10 @@ async fn accept(
                 }
             },
         }
-    }
+    };
+    // Tells each HTTP connection to finish and close; `serve` waits for them with its other tasks.
+    tasks.spawn(graceful.shutdown());
+    outcome
 }
 
 /// ⑥ The error `serve` returns when the broker has ended: it returned (it should not while

@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let flags: Vec<&str> = args.server_flags.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args.bin, &flags).await;
-    let url = format!("ws://{}/ws", server.addr);
+    let url = server.ws_url();
     let mut stalled = Vec::new();
     for n in 0..args.stalled {
         stalled.push(StalledClient::connect(server.addr, &format!("stalled-{n}")).await);

@@ -332,7 +332,7 @@ async fn no_header_timeout(ctx: Ctx) -> Result<Transcript> {
             "07-timeouts",
             &[(
                 "lib.rs",
-                "    http.timer(TokioTimer::new())\n        .header_read_timeout(header_timeout);\n",
+                "    http.http1()\n        .timer(TokioTimer::new())\n        .header_read_timeout(header_timeout);\n",
                 "",
             )],
         )
