@@ -1,8 +1,9 @@
 //! A model-based property test of the broker. proptest makes up sequences of [`Step`]s (clients
 //! joining, leaving, talking, reading slowly or not at all, writers vanishing), plays them on a
 //! real `Broker`, and after every step checks the broker against a [`Model`] of what it promised.
-//! When a sequence breaks a promise, proptest shrinks it to a shorter one that still does (a
-//! locally minimal one: no single step can be removed or simplified), and prints that.
+//! When a sequence breaks a promise, proptest shrinks it to a shorter one that still does (shorter,
+//! not always shortest: it stops when none of the removals and simplifications it tries still
+//! fails), and prints that.
 
 use std::collections::HashMap;
 

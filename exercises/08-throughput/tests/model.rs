@@ -7,8 +7,8 @@
 //! joining, leaving, talking, reading slowly or not at all, writers vanishing, timeouts, time
 //! passing), plays them on a real `Broker` through `handle_at`, and after every step checks the
 //! broker against a [`Model`] of what it promised. When a sequence breaks a promise, proptest
-//! shrinks it to a shorter one that still does (a locally minimal one: no single step can be
-//! removed or simplified), and prints that.
+//! shrinks it to a shorter one that still does (shorter, not always shortest: it stops when none of
+//! the removals and simplifications it tries still fails), and prints that.
 
 // Tests may panic (that is how they fail) and may count without care.
 #![allow(
