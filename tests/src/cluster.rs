@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     ServerProcess, Target, TestServer, WAIT,
@@ -221,6 +223,23 @@ async fn a_name_held_on_one_server_is_taken_on_every_server(target: Target) {
     other.nick("alice").await;
 }
 
+/// Sends `lines` in one write: the server reads them back to back, so nothing (the answer to a
+/// claim, say) has time to come in between, as it may when each line waits for the one before.
+async fn send_at_once(client: &mut ChatClient, lines: &[&str]) {
+    let label = client.label().to_string();
+    let stream = client.client().stream();
+    let all = async {
+        for line in lines {
+            stream.feed(Message::text(*line)).await?;
+        }
+        stream.flush().await
+    };
+    tokio::time::timeout(WAIT, all)
+        .await
+        .unwrap_or_else(|_| panic!("{label}: sending took longer than {WAIT:?}"))
+        .unwrap_or_else(|err| panic!("{label}: sending failed: {err}"));
+}
+
 /// A client's lines are carried out in the order it sent them, even while its name is being
 /// claimed in Redis: `/join` sent right behind `/nick` arrives in the room under the new name,
 /// and a line said right behind `/nick` is said under it, on this server and the others.
@@ -235,9 +254,7 @@ async fn lines_sent_after_a_nick_wait_for_its_claim(target: Target) {
     let mut newcomer = ChatClient::connect(&a, "newcomer").await;
     settled(&mut newcomer).await;
 
-    // Back to back, without waiting for the rename.
-    newcomer.send("/nick ann").await;
-    newcomer.send("/join games").await;
+    send_at_once(&mut newcomer, &["/nick ann", "/join games"]).await;
     for watcher in [&mut carol, &mut dave] {
         let joined = watcher.expect_past_notices("joined").await;
         assert_eq!(
@@ -248,11 +265,15 @@ async fn lines_sent_after_a_nick_wait_for_its_claim(target: Target) {
         );
     }
     let welcome = newcomer.expect_past_notices("welcome").await;
-    assert_eq!(field(&welcome, "name"), "ann", "{welcome}");
+    assert_eq!(
+        (field(&welcome, "name"), field(&welcome, "room")),
+        ("ann", "lobby"),
+        "renamed first, in the lobby: {welcome}"
+    );
+    newcomer.expect_past_notices("who").await;
     newcomer.expect_moved("games").await;
 
-    newcomer.send("/nick annie").await;
-    newcomer.send("said as annie").await;
+    send_at_once(&mut newcomer, &["/nick annie", "said as annie"]).await;
     for watcher in [&mut carol, &mut dave] {
         expect_said(watcher, "annie", "said as annie").await;
     }
