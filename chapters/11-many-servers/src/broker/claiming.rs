@@ -47,8 +47,8 @@ pub const CLAIM_PATIENCE: Duration = Duration::from_secs(10);
 const SLOW_DOWN: &str = "slow down: your name is still being checked, and this line was not \
                          carried out";
 /// What a client is told when its claim's answer is long overdue.
-const OVERDUE: &str = "your name is taking long to check: your next lines are carried out \
-                       meanwhile, and the name is yours if the answer says so";
+const OVERDUE: &str = "your name is taking long to check: what you sent meanwhile is carried out \
+                       now, under the name you have, and the answer still counts when it comes";
 
 /// A client waiting for the answer to its claim on a name.
 #[derive(Debug)]
