@@ -97,6 +97,7 @@ impl Broker {
         };
         match &mut client.claiming {
             Some(claiming) => {
+                // ㉓ No room: this line is refused, the held ones keep their place.
                 if !claiming.hold(message) {
                     let text = SLOW_DOWN.to_string();
                     self.tell(from, Body::Error { text }, now);
