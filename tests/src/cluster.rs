@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     ServerProcess, Target, TestServer, WAIT,
@@ -25,6 +27,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     who_and_rooms_count_the_clients_of_every_server,
     a_private_message_reaches_a_client_of_another_server,
     a_name_held_on_one_server_is_taken_on_every_server,
+    lines_sent_after_a_nick_wait_for_its_claim,
     each_senders_order_holds_across_servers,
     the_history_is_the_same_on_every_server,
     without_redis_the_servers_keep_their_own_clients_and_find_each_other_again,
@@ -218,6 +221,62 @@ async fn a_name_held_on_one_server_is_taken_on_every_server(target: Target) {
     let left = other.expect_past_notices("left").await;
     assert_eq!(field(&left, "name"), "alice", "{left}");
     other.nick("alice").await;
+}
+
+/// Sends `lines` in one write: the server reads them back to back, so nothing (the answer to a
+/// claim, say) has time to come in between, as it may when each line waits for the one before.
+async fn send_at_once(client: &mut ChatClient, lines: &[&str]) {
+    let label = client.label().to_string();
+    let stream = client.client().stream();
+    let all = async {
+        for line in lines {
+            stream.feed(Message::text(*line)).await?;
+        }
+        stream.flush().await
+    };
+    tokio::time::timeout(WAIT, all)
+        .await
+        .unwrap_or_else(|_| panic!("{label}: sending took longer than {WAIT:?}"))
+        .unwrap_or_else(|err| panic!("{label}: sending failed: {err}"));
+}
+
+/// A client's lines are carried out in the order it sent them, even while its name is being
+/// claimed in Redis: `/join` sent right behind `/nick` arrives in the room under the new name,
+/// and a line said right behind `/nick` is said under it, on this server and the others.
+async fn lines_sent_after_a_nick_wait_for_its_claim(target: Target) {
+    let (_redis, [a, b]) = cluster::<2>(target).await;
+    let mut carol = named(&a, "carol").await;
+    let mut dave = named(&b, "dave").await;
+    carol.join("games").await;
+    dave.join("games").await;
+    heard_across(&mut carol, &mut dave, "ready").await;
+    heard_across(&mut dave, &mut carol, "ready too").await;
+    let mut newcomer = ChatClient::connect(&a, "newcomer").await;
+    settled(&mut newcomer).await;
+
+    send_at_once(&mut newcomer, &["/nick ann", "/join games"]).await;
+    for watcher in [&mut carol, &mut dave] {
+        let joined = watcher.expect_past_notices("joined").await;
+        assert_eq!(
+            (field(&joined, "room"), field(&joined, "name")),
+            ("games", "ann"),
+            "{}: the newcomer's /join came after its /nick, so it should arrive as ann: {joined}",
+            watcher.label()
+        );
+    }
+    let welcome = newcomer.expect_past_notices("welcome").await;
+    assert_eq!(
+        (field(&welcome, "name"), field(&welcome, "room")),
+        ("ann", "lobby"),
+        "renamed first, in the lobby: {welcome}"
+    );
+    newcomer.expect_past_notices("who").await;
+    newcomer.expect_moved("games").await;
+
+    send_at_once(&mut newcomer, &["/nick annie", "said as annie"]).await;
+    for watcher in [&mut carol, &mut dave] {
+        expect_said(watcher, "annie", "said as annie").await;
+    }
 }
 
 /// Two senders on two servers send 200 numbered messages each as fast as they can; a listener

@@ -54,6 +54,8 @@ mod commands;
 mod history;
 // Sharing rooms, names and presence with the other servers: see cluster.rs.
 mod cluster;
+// A client's lines wait while its name is being claimed, to keep their order: see claiming.rs.
+mod claiming;
 
 pub use cluster::Cluster;
 
@@ -202,6 +204,9 @@ struct Client {
     room: Room,
     /// While its history is on its way: what it would have received meanwhile.
     pending: Option<Pending>,
+    /// While its name is being claimed (`--redis`): what it sent meanwhile, to be carried out
+    /// once the answer is in (see `broker/claiming.rs`).
+    claiming: Option<claiming::Claiming>,
     /// Its connection's span, where its name and room are recorded.
     span: tracing::Span,
 }
@@ -307,14 +312,10 @@ impl Broker {
             }
             Event::Message { from, message } => {
                 self.metrics.messages_in.inc();
-                match &message {
-                    Message::Text(line) => self.input(from, line.as_str(), now),
-                    // Binary data has no text to parse: it goes to the room as it came.
-                    Message::Binary(_) => {
-                        let others = self.room_mates(from);
-                        self.send(&others, Outgoing::Raw(&message), now);
-                    }
-                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+                // A line is said or carried out, binary data goes to the room as it came: now,
+                // or after the answer to the client's claim on a name (see claiming.rs).
+                if let Message::Text(_) | Message::Binary(_) = message {
+                    self.take_in(from, message, now);
                 }
             }
             Event::Refusal { to, reason } => self.tell(to, Body::Error { text: reason }, now),
@@ -348,6 +349,7 @@ impl Broker {
             nick: nick.clone(),
             room: lobby.clone(),
             pending: None,
+            claiming: None,
             span,
         };
         // Its connection's log lines say who and where it is from now on (see trace.rs).

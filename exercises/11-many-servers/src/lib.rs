@@ -74,7 +74,7 @@
 //! server now runs its own accept loop instead of `axum::serve`.
 //!
 //! The failure points, numbered in the code's comments (①–⑫ since chapters 04–07, ⑬–⑯ since
-//! chapter 08, ⑰–⑲ since chapter 10, ⑳–㉒ since chapter 11):
+//! chapter 08, ⑰–⑲ since chapter 10, ⑳–㉓ since chapter 11):
 //!
 //! | #  | Where                               | What happens                                        |
 //! |----|-------------------------------------|-----------------------------------------------------|
@@ -100,6 +100,7 @@
 //! | ⑳  | broker: the bridge's queue is full  | the other servers miss that news (`unpublished`, `queue_full`); the chat here goes on |
 //! | ㉑  | bridge: Redis out of reach          | clients told once; news dropped and counted (`redis_away`); names provisional; probes with a backoff |
 //! | ㉒  | bridge: the others' news piles up   | what does not fit in the bridge's queue is dropped on arrival (`unheard`) |
+//! | ㉓  | broker: lines behind a name's claim | held in order, at most 32 or 1 MiB: past that, an error and the line is not carried out; 10 s without an answer: carried out anyway |
 
 // No panics by construction, as far as a linter can see. Each lint below turns one well-known way
 // to panic into an error when `cargo clippy` checks this crate (CI runs it on every change):

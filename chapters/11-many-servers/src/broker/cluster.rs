@@ -230,7 +230,11 @@ impl Broker {
             id: from,
             nick: nick.clone(),
         };
-        if !cluster.offer(claim) {
+        if cluster.offer(claim) {
+            // The bridge answers every claim it takes: until then, what the client sends next
+            // waits, so that it is carried out in order, after the rename (see claiming.rs).
+            self.await_claim(from, nick, now);
+        } else {
             let text = "names cannot be checked right now: try again in a moment".to_string();
             self.tell(from, Body::Error { text }, now);
         }
@@ -257,20 +261,11 @@ impl Broker {
             Bridged::Up => self.reached(now),
             Bridged::Down => self.unreached(now),
             Bridged::News(envelope) => self.news(envelope, now),
-            Bridged::Claimed { id, nick, claim } => match claim {
-                Claim::Granted => self.claimed(id, nick, now),
-                Claim::Taken => {
-                    let text = format!("the name {nick} is taken");
-                    self.tell(id, Body::Error { text }, now);
-                }
-                Claim::Provisional => {
-                    self.claimed(id, nick, now);
-                    let text = "the other servers are out of reach: your name is checked with \
-                                them when they are back"
-                        .to_string();
-                    self.tell(id, Body::Info { text }, now);
-                }
-            },
+            Bridged::Claimed { id, nick, claim } => {
+                self.apply_claim(id, nick.clone(), claim, now);
+                // Then what the client sent while it waited, in order.
+                self.claim_answered(id, &nick, now);
+            }
             Bridged::Lost { id, nick } => {
                 if self
                     .clients
@@ -292,6 +287,24 @@ impl Broker {
         if let Some(cluster) = &self.cluster {
             let peers = i64::try_from(cluster.peers.len()).unwrap_or(i64::MAX);
             cluster.counts.peers.set(peers);
+        }
+    }
+
+    /// The bridge's answer to `id`'s claim on `nick`.
+    fn apply_claim(&mut self, id: ConnId, nick: Nick, claim: Claim, now: Instant) {
+        match claim {
+            Claim::Granted => self.claimed(id, nick, now),
+            Claim::Taken => {
+                let text = format!("the name {nick} is taken");
+                self.tell(id, Body::Error { text }, now);
+            }
+            Claim::Provisional => {
+                self.claimed(id, nick, now);
+                let text = "the other servers are out of reach: your name is checked with \
+                            them when they are back"
+                    .to_string();
+                self.tell(id, Body::Info { text }, now);
+            }
         }
     }
 
@@ -348,8 +361,10 @@ impl Broker {
         self.send(&everyone, Outgoing::Chat(&message), now);
     }
 
-    /// Forgets the servers that have been silent for [`PEER_TIMEOUT`]: their clients leave.
+    /// Forgets the servers that have been silent for [`PEER_TIMEOUT`]: their clients leave. And
+    /// lets go of the lines of clients that have waited too long for a claim's answer.
     fn sweep(&mut self, now: Instant) {
+        self.sweep_claims(now);
         let Some(cluster) = &mut self.cluster else {
             return;
         };

@@ -405,3 +405,225 @@ fn a_remote_message_in_the_history_and_held_reaches_the_joiner_once() {
         "once as history, then the live one"
     );
 }
+
+/// The name of `id` now.
+fn nick_of(node: &Node, id: ConnId) -> String {
+    node.broker.clients[&id].nick.to_string()
+}
+
+/// The bridge grants (or answers otherwise) `id`'s claim on `name`.
+fn answer(node: &mut Node, id: ConnId, name: &str, claim: Claim) {
+    let nick = Nick::parse(name).unwrap();
+    node.bridged(Bridged::Claimed { id, nick, claim });
+}
+
+/// Lines sent right after `/nick` wait for its claim's answer, and are then carried out in the
+/// order they came: the client joins games as ann, and says its line as ann.
+#[test]
+fn lines_after_a_nick_wait_for_its_claim_then_run_in_order() {
+    let mut node = Node::new(16);
+    let (alice, mut alice_rx) = node.connect();
+    let (carol, mut carol_rx) = node.connect();
+    node.line(carol, "/join games");
+    bodies(&mut carol_rx);
+    bodies(&mut alice_rx);
+    node.outbound();
+    for line in ["/nick ann", "/join games", "hi all"] {
+        node.line(alice, line);
+    }
+    assert!(
+        matches!(&node.outbound()[..], [Outbound::Claim { .. }]),
+        "only the claim goes to the bridge before its answer"
+    );
+    assert_eq!(
+        bodies(&mut alice_rx),
+        [],
+        "alice's lines wait for the answer"
+    );
+    assert_eq!(
+        bodies(&mut carol_rx),
+        [],
+        "nothing of alice's reaches games yet"
+    );
+    answer(&mut node, alice, "ann", Claim::Granted);
+    assert_eq!(
+        bodies(&mut carol_rx),
+        [
+            Body::Joined {
+                room: "games".to_string(),
+                name: "ann".to_string()
+            },
+            Body::Chat {
+                room: "games".to_string(),
+                from: "ann".to_string(),
+                text: "hi all".to_string()
+            }
+        ],
+        "carol should see ann come into games, then hear her"
+    );
+    let told = bodies(&mut alice_rx);
+    assert!(
+        matches!(&told[..], [Body::Welcome { name, room }, Body::Who { .. }, Body::Welcome { room: games, .. }, Body::Who { .. }]
+            if name == "ann" && room == "lobby" && games == "games"),
+        "alice is renamed, then moved: {told:?}"
+    );
+}
+
+/// A `/nick` among the held lines is carried out in its turn and makes a claim of its own; the
+/// lines after it wait again, for that claim's answer.
+#[test]
+fn a_nick_among_held_lines_holds_the_rest_again() {
+    let mut node = Node::new(16);
+    let (alice, _alice_rx) = node.connect();
+    let (_bob, mut bob_rx) = node.connect();
+    node.outbound();
+    for line in ["/nick ann", "/nick bea", "hello"] {
+        node.line(alice, line);
+    }
+    answer(&mut node, alice, "ann", Claim::Granted);
+    let asked = node.outbound();
+    assert!(
+        matches!(&asked[..], [.., Outbound::Claim { nick, .. }] if nick.as_str() == "bea"),
+        "the held /nick asks for its own claim: {asked:?}"
+    );
+    let heard = bodies(&mut bob_rx);
+    assert!(
+        matches!(&heard[..], [Body::Renamed { to, .. }] if to == "ann"),
+        "\"hello\" waits behind the second claim: {heard:?}"
+    );
+    answer(&mut node, alice, "bea", Claim::Granted);
+    let heard = bodies(&mut bob_rx);
+    assert!(
+        matches!(&heard[..], [Body::Renamed { from, to, .. }, Body::Chat { from: speaker, text, .. }]
+            if from == "ann" && to == "bea" && speaker == "bea" && text == "hello"),
+        "{heard:?}"
+    );
+}
+
+/// A claim refused (the name is taken) still ends the wait: the client is told, and its held
+/// lines are carried out under the name it kept.
+#[test]
+fn a_refused_claim_still_releases_the_held_lines() {
+    let mut node = Node::new(16);
+    let (alice, mut alice_rx) = node.connect();
+    let (_bob, mut bob_rx) = node.connect();
+    bodies(&mut alice_rx);
+    let guest = nick_of(&node, alice);
+    node.line(alice, "/nick ann");
+    node.line(alice, "hello");
+    answer(&mut node, alice, "ann", Claim::Taken);
+    assert!(matches!(&bodies(&mut alice_rx)[..], [Body::Error { text }] if text.contains("taken")));
+    let heard = bodies(&mut bob_rx);
+    assert!(
+        matches!(&heard[..], [Body::Chat { from, text, .. }] if *from == guest && text == "hello"),
+        "{heard:?}"
+    );
+}
+
+/// More than [`claiming::HELD_LINES`] lines while a claim is pending: each one over the bound
+/// is refused with an error and never carried out; those held are carried out after the answer.
+#[test]
+fn held_lines_over_the_bound_are_refused_with_an_error() {
+    let mut node = Node::new(16);
+    let (alice, mut alice_rx) = node.connect();
+    let (_bob, mut bob_rx) = node.connect();
+    bodies(&mut alice_rx);
+    node.line(alice, "/nick ann");
+    for n in 0..=claiming::HELD_LINES {
+        node.line(alice, &n.to_string());
+    }
+    let told = bodies(&mut alice_rx);
+    assert!(
+        matches!(&told[..], [Body::Error { text }] if text.contains("slow down")),
+        "one line too many, one error: {told:?}"
+    );
+    answer(&mut node, alice, "ann", Claim::Granted);
+    let said: Vec<String> = bodies(&mut bob_rx)
+        .into_iter()
+        .filter_map(|body| match body {
+            Body::Chat { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    let held: Vec<String> = (0..claiming::HELD_LINES).map(|n| n.to_string()).collect();
+    assert_eq!(
+        said, held,
+        "the held lines, in order, and not the one refused"
+    );
+}
+
+/// A client that leaves while its claim is pending takes its held lines with it; a held `/quit`
+/// is carried out in its turn, and what came after it is not.
+#[test]
+fn held_lines_go_with_a_client_that_leaves() {
+    let mut node = Node::new(16);
+    let (alice, _alice_rx) = node.connect();
+    let (carol, _carol_rx) = node.connect();
+    let (_bob, mut bob_rx) = node.connect();
+    node.line(alice, "/nick ann");
+    node.line(alice, "never said");
+    node.broker.handle(Event::Leave {
+        id: alice,
+        reason: crate::metrics::Disconnect::Closed,
+    });
+    node.outbound();
+    answer(&mut node, alice, "ann", Claim::Granted);
+    assert!(
+        matches!(&node.outbound()[..], [Outbound::Release { nick, .. }] if nick.as_str() == "ann"),
+        "the name granted to a client that left goes back"
+    );
+    node.line(carol, "/nick cat");
+    node.line(carol, "/quit");
+    node.line(carol, "after the goodbye");
+    answer(&mut node, carol, "cat", Claim::Granted);
+    let heard = bodies(&mut bob_rx);
+    assert!(
+        !heard.iter().any(|body| matches!(body, Body::Chat { .. })),
+        "nothing held was said: {heard:?}"
+    );
+    assert!(
+        matches!(&heard[..], [Body::Left { .. }, Body::Renamed { to, .. }, Body::Left { name, .. }]
+            if to == "cat" && name == "cat"),
+        "alice left, then carol was renamed and quit: {heard:?}"
+    );
+    assert_eq!(node.broker.len(), 1, "only bob is left");
+}
+
+/// If no answer comes within [`claiming::CLAIM_PATIENCE`], the next heartbeat lets the held lines
+/// go, with an error to the client; an answer that comes after all is still applied.
+#[test]
+fn held_lines_are_let_go_when_the_answer_is_long_overdue() {
+    let mut node = Node::new(16);
+    let (alice, mut alice_rx) = node.connect();
+    let (_bob, mut bob_rx) = node.connect();
+    bodies(&mut alice_rx);
+    let guest = nick_of(&node, alice);
+    let start = Instant::now();
+    let at = |message: &str| Event::Message {
+        from: alice,
+        message: Message::text(message),
+    };
+    node.broker.handle_at(at("/nick ann"), start);
+    node.broker.handle_at(at("hello"), start);
+    let tick = Event::Bridge(Bridged::Tick);
+    node.broker
+        .handle_at(tick, start + claiming::CLAIM_PATIENCE / 2);
+    assert_eq!(
+        bodies(&mut bob_rx),
+        [],
+        "within the patience, the line waits"
+    );
+    let tick = Event::Bridge(Bridged::Tick);
+    node.broker
+        .handle_at(tick, start + claiming::CLAIM_PATIENCE);
+    assert!(
+        matches!(&bodies(&mut alice_rx)[..], [Body::Error { text }] if text.contains("taking long"))
+    );
+    let heard = bodies(&mut bob_rx);
+    assert!(
+        matches!(&heard[..], [Body::Chat { from, text, .. }] if *from == guest && text == "hello"),
+        "{heard:?}"
+    );
+    answer(&mut node, alice, "ann", Claim::Granted);
+    assert_eq!(nick_of(&node, alice), "ann", "the late answer still counts");
+}
