@@ -204,9 +204,16 @@ async fn connection(
         let _ = state.events.send(Event::TimedOut { id }).await;
     }
     let _ = state.events.send(Event::Leave { id, reason }).await;
-    // (A finished task's handle must not be awaited twice: tokio panics if it is.)
-    if !writer_ended {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    // (A finished task's handle must not be awaited twice: tokio panics if it is.) The queue the
+    // writer hands back is held until the broker lets go of its end, as a WebSocket's is.
+    if !writer_ended && let Ok(Ok(mut inbox)) = tokio::time::timeout(CLOSE_TIMEOUT, writer).await {
+        let mut unsent = Vec::new();
+        let let_go = async {
+            while inbox.recv_many(&mut unsent, BATCH_LIMIT).await > 0 {
+                unsent.clear();
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, let_go).await;
     }
     drop(place);
     tracing::info!(%id, "terminal client disconnected");
@@ -341,14 +348,15 @@ impl From<Option<io::Result<Line>>> for Heard {
 
 /// Writes each queued message as a line, a batch per flush, until the broker lets go of the
 /// queue, a Close comes through it (`/quit`), or `stop` says the last line to write. A write that
-/// takes longer than `write_timeout` cancels `stuck`.
+/// takes longer than `write_timeout` cancels `stuck`. It returns the queue rather than drop it,
+/// for the same reason as the WebSocket's writer (see `connection.rs`).
 async fn write(
     writer: OwnedWriteHalf,
     mut inbox: Inbox,
     mut stop: oneshot::Receiver<String>,
     stuck: CancellationToken,
     write_timeout: Duration,
-) {
+) -> Inbox {
     let mut writer = BufWriter::new(writer);
     let mut batch = Vec::new();
     let goodbye = loop {
@@ -391,6 +399,7 @@ async fn write(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, last).await;
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+    inbox
 }
 
 /// Writes every text in `batch` as a line, in order, and empties it; one flush for all.

@@ -169,9 +169,14 @@ impl Connection {
             .await;
         }
         let _ = state.events.send(Event::Leave { id }).await;
-        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to. The
-        // outbox it hands back closes here, after the broker has had our word.
-        let _ = writer.await;
+        // The writer ends on its own, within CLOSE_TIMEOUT, now that it has been told to, and
+        // hands back the outbox. We hold it until the broker lets go of its end: the broker may
+        // still be busy with events queued before ours, and if one of them found the outbox
+        // closed, the client would be counted as gone (④) rather than as what we said.
+        if let Ok(mut outbox) = writer.await {
+            let let_go = async { while outbox.recv().await.is_some() {} };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, let_go).await;
+        }
         tracing::info!(%id, "client disconnected");
     }
 }
