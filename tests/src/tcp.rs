@@ -8,6 +8,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use nix::sys::signal::Signal;
+
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{
@@ -33,6 +35,7 @@ pub const SCENARIOS: &[crate::Scenario] = scenarios![
     @binary a_terminal_cannot_forge_lines_for_another_terminal,
     @binary terminal_clients_count_against_the_connection_limit,
     @binary quit_closes_a_terminal_connection,
+    @binary shutdown_says_goodbye_to_terminals_and_exits_zero,
     @binary a_terminal_that_stops_reading_is_cut_off_and_holds_nobody_back,
     @binary a_silent_terminal_is_asked_for_a_line_then_cut_off,
     @binary an_empty_line_answers_the_question_and_the_client_chats_on,
@@ -346,6 +349,32 @@ async fn quit_closes_a_terminal_connection(target: Target) {
     let stderr = server.stderr();
     assert!(finished, "the server should log the disconnect:\n{stderr}");
     assert!(!stderr.contains("panicked"), "no panic, ever:\n{stderr}");
+}
+
+/// SIGTERM with a terminal connected, as with a browser: the terminal gets a last line saying the
+/// server is closing the connection, then the connection ends, and the process exits 0 within a
+/// few seconds, without a panic.
+async fn shutdown_says_goodbye_to_terminals_and_exits_zero(target: Target) {
+    let (mut server, addr) = start(&target, &[]).await;
+    let mut tom = LineClient::connect_welcomed(addr, "tom").await;
+    server.signal(Signal::SIGTERM);
+    let last = tom.expect_end().await;
+    assert!(
+        last.last()
+            .is_some_and(|line| line.contains("closing this connection")),
+        "a terminal should be told the server is closing its connection, got {last:?}"
+    );
+    let status = server.wait_exit(WAIT).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM should end the process with 0"
+    );
+    assert!(
+        !server.stderr().contains("panicked"),
+        "no panic, ever:\n{}",
+        server.stderr()
+    );
 }
 
 /// A terminal client that stops reading (its receive buffer small and full) is cut off after
