@@ -191,14 +191,8 @@ impl Connection {
         // hands back the outbox. We hold it until the broker lets go of its end: the broker may
         // still be busy with events queued before ours, and if one of them found the outbox
         // closed, the client would be counted as gone (④) rather than as what we said.
-        if let Ok(mut outbox) = writer.await {
-            let mut unsent = Vec::new();
-            let let_go = async {
-                while outbox.recv_many(&mut unsent, BATCH_LIMIT).await > 0 {
-                    unsent.clear();
-                }
-            };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, let_go).await;
+        if let Ok(outbox) = writer.await {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, outbox.until_closed()).await;
         }
         tracing::info!(%id, "client disconnected");
     }

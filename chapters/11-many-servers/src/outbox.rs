@@ -94,6 +94,13 @@ impl Inbox {
         self.receiver.recv_many(batch, limit).await
     }
 
+    /// Waits until the queue is closed, every [`Outbox`] for it dropped (the broker has let go of
+    /// this client), throwing away what is still queued. A connection that is done holds its queue
+    /// open until then: see `connection.rs`.
+    pub async fn until_closed(mut self) {
+        while self.receiver.recv().await.is_some() {}
+    }
+
     /// Gives `bytes` back to the budget: those of messages taken by `recv_many` and now written.
     pub fn release(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -194,6 +201,25 @@ mod tests {
         assert_eq!(inbox.bytes(), 0);
         drop(outbox);
         assert_eq!(inbox.recv_many(&mut batch, 3).await, 0, "closed and empty");
+    }
+
+    /// `until_closed` outlasts whatever is still queued and returns only once the broker's end is
+    /// gone: while it waits, the broker can still find the queue open.
+    #[tokio::test]
+    async fn until_closed_waits_for_the_broker_to_let_go() {
+        let (outbox, inbox) = outbox(100, 1000);
+        outbox.try_send(Message::text("unsent")).unwrap();
+        let waiting = tokio::spawn(inbox.until_closed());
+        tokio::task::yield_now().await;
+        assert!(
+            outbox.try_send(Message::text("still open")).is_ok(),
+            "the queue should stay open while the broker holds its end"
+        );
+        drop(outbox);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("until_closed should return once the broker's end is dropped")
+            .unwrap();
     }
 
     /// A refused message leaves the count as it was: a writer that has ended (`Closed`) costs

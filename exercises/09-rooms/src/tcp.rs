@@ -192,14 +192,8 @@ async fn connection(socket: TcpStream, state: AppState, place: OwnedSemaphorePer
     let _ = state.events.send(Event::Leave { id }).await;
     // (A finished task's handle must not be awaited twice: tokio panics if it is.) The queue the
     // writer hands back is held until the broker lets go of its end, as a WebSocket's is.
-    if !writer_ended && let Ok(Ok(mut inbox)) = tokio::time::timeout(CLOSE_TIMEOUT, writer).await {
-        let mut unsent = Vec::new();
-        let let_go = async {
-            while inbox.recv_many(&mut unsent, BATCH_LIMIT).await > 0 {
-                unsent.clear();
-            }
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, let_go).await;
+    if !writer_ended && let Ok(Ok(inbox)) = tokio::time::timeout(CLOSE_TIMEOUT, writer).await {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, inbox.until_closed()).await;
     }
     drop(place);
     tracing::info!(%id, "terminal client disconnected");

@@ -88,26 +88,24 @@ impl Claiming {
 impl Broker {
     /// A message from `from`: carried out now, or held while its name is being claimed.
     pub(super) fn take_in(&mut self, from: ConnId, message: Message, now: Instant) {
-        if self
-            .clients
-            .get(&from)
-            .and_then(|client| client.claiming.as_ref())
-            .is_some_and(|claiming| claiming.overdue(now))
-        {
-            self.stop_waiting(from, now);
-        }
         let Some(client) = self.clients.get_mut(&from) else {
             return;
         };
         match &mut client.claiming {
-            Some(claiming) => {
+            None => self.carry_out(from, message, now),
+            Some(claiming) if !claiming.overdue(now) => {
                 // ㉓ No room: this line is refused, the held ones keep their place.
                 if !claiming.hold(message) {
                     let text = SLOW_DOWN.to_string();
                     self.tell(from, Body::Error { text }, now);
                 }
             }
-            None => self.carry_out(from, message, now),
+            // Waited too long (a bridge that is gone sends no heartbeat to notice it by): the
+            // held lines go first, then this one, held again only if they started a new claim.
+            Some(_) => {
+                self.stop_waiting(from, now);
+                self.take_in(from, message, now);
+            }
         }
     }
 
